@@ -1,0 +1,218 @@
+/**
+ * Building blocks shared by SVD's four networks, emitted as ONNX ops in the forms that ORT's CPU
+ * provider runs natively (see ../shared/ONNX_NOTES.md):
+ * GroupNorm as Reshape → InstanceNormalization → Reshape → affine, attention as
+ * `com.microsoft.MultiHeadAttention`, Linear as MatMul with the weight stored transposed.
+ *
+ * Precision: with `type: "float16"` activations and weights are float16, while every
+ * normalisation computes its statistics in float32 (Cast around it, affine in float32) and
+ * sinusoidal embeddings are computed in float32.
+ *
+ * @module
+ */
+
+import type { GraphBuilder } from "../onnx/graph.ts";
+import type { WeightBinder } from "../onnx/weight_binder.ts";
+
+/** What every layer function needs: the graph, the weights and the compute type. */
+export interface Net {
+  readonly g: GraphBuilder;
+  readonly w: WeightBinder;
+  readonly type: "float32" | "float16";
+}
+
+const FLOAT = 1;
+const FLOAT16 = 10;
+
+/** Casts `x` to float32 when the net computes in float16 (no-op otherwise). */
+export function toFloat32(net: Net, x: string): string {
+  return net.type === "float16" ? net.g.op("Cast", [x], { to: FLOAT }) : x;
+}
+
+/** Casts a float32 value to the net's compute type (no-op for float32 nets). */
+export function toCompute(net: Net, x: string): string {
+  return net.type === "float16" ? net.g.op("Cast", [x], { to: FLOAT16 }) : x;
+}
+
+/** A float constant in the compute type. */
+export function constant(net: Net, values: readonly number[], dims?: readonly number[]): string {
+  return net.type === "float16" ? net.g.constHalf(values, dims) : net.g.constFloat(values, dims);
+}
+
+/**
+ * `y = x Wᵀ + b` over the last axis (torch `nn.Linear`). Keys `${key}.weight` [out, in] (stored
+ * transposed as [in, out]) and `${key}.bias` [out].
+ *
+ * @param x [..., inFeatures]
+ * @returns [..., outFeatures]
+ */
+export function linear(
+  net: Net,
+  x: string,
+  key: string,
+  inFeatures: number,
+  outFeatures: number,
+  options: { bias?: boolean; type?: "float32" | "float16" } = {},
+): string {
+  const type = options.type ?? net.type;
+  const weight = net.w.take(`${key}.weight`, [outFeatures, inFeatures], { transpose: true, type });
+  const y = net.g.op("MatMul", [x, weight]);
+  if (options.bias === false) return y;
+  return net.g.op("Add", [y, net.w.take(`${key}.bias`, [outFeatures], { type })]);
+}
+
+/**
+ * 2-D convolution (torch `nn.Conv2d`). Keys `${key}.weight` [out, in, kh, kw], `${key}.bias`.
+ *
+ * @param x [N, in, H, W]
+ * @param pads [top, left, bottom, right]
+ */
+export function conv2d(
+  net: Net,
+  x: string,
+  key: string,
+  inChannels: number,
+  outChannels: number,
+  kernel: number,
+  options: { stride?: number; pads?: readonly number[]; bias?: boolean } = {},
+): string {
+  const pad = (kernel - 1) / 2;
+  const weight = net.w.take(`${key}.weight`, [outChannels, inChannels, kernel, kernel]);
+  const inputs = [x, weight];
+  if (options.bias !== false) inputs.push(net.w.take(`${key}.bias`, [outChannels]));
+  return net.g.op("Conv", inputs, {
+    kernel_shape: [kernel, kernel],
+    strides: [options.stride ?? 1, options.stride ?? 1],
+    pads: [...(options.pads ?? [pad, pad, pad, pad])],
+  });
+}
+
+/**
+ * Temporal convolution of a (kt, 1, 1) Conv3d with zero padding in time, run as a (kt, 1) Conv2d
+ * over frames × pixels: the checkpoint's `[out, in, kt, 1, 1]` bytes declared as `[out, in, kt, 1]`.
+ *
+ * @param x [B, in, T, H·W]
+ * @returns [B, out, T, H·W]
+ */
+export function temporalConv(
+  net: Net,
+  x: string,
+  key: string,
+  inChannels: number,
+  outChannels: number,
+  kernelT: number,
+): string {
+  const weight = net.w.take(`${key}.weight`, [outChannels, inChannels, kernelT, 1, 1], {
+    as: [outChannels, inChannels, kernelT, 1],
+  });
+  const bias = net.w.take(`${key}.bias`, [outChannels]);
+  const pad = (kernelT - 1) / 2;
+  return net.g.op("Conv", [x, weight, bias], {
+    kernel_shape: [kernelT, 1],
+    pads: [pad, 0, pad, 0],
+  });
+}
+
+/**
+ * torch `nn.GroupNorm(groups, channels, eps)` over a tensor of any rank ≥ 3 whose axis 1 is the
+ * channel axis; statistics span every other axis of the group (for a 5-D video tensor they span
+ * all frames). Computed in float32. Keys `${key}.weight`, `${key}.bias` [channels].
+ *
+ * @param x [N, C, ...] of the given `rank`
+ */
+export function groupNorm(
+  net: Net,
+  x: string,
+  key: string,
+  channels: number,
+  eps: number,
+  rank: number,
+  groups = 32,
+): string {
+  const g = net.g;
+  const xf = toFloat32(net, x);
+  const shape = g.op("Shape", [xf]);
+  // [N, C, ...] -> [N, G, C/G · ...]
+  const grouped = g.op("Reshape", [xf, g.constInt([0, groups, -1])]);
+  const normed = g.op("InstanceNormalization", [
+    grouped,
+    g.constFloat(new Array(groups).fill(1)),
+    g.constFloat(new Array(groups).fill(0)),
+  ], { epsilon: { float: eps } });
+  const back = g.op("Reshape", [normed, shape]);
+  const affineDims = [channels, ...new Array(rank - 2).fill(1)];
+  const gamma = net.w.take(`${key}.weight`, [channels], { type: "float32", as: affineDims });
+  const beta = net.w.take(`${key}.bias`, [channels], { type: "float32", as: affineDims });
+  return toCompute(net, g.op("Add", [g.op("Mul", [back, gamma]), beta]));
+}
+
+/** torch `nn.LayerNorm(dim, eps)` over the last axis, computed in float32. */
+export function layerNorm(net: Net, x: string, key: string, dim: number, eps = 1e-5): string {
+  const gamma = net.w.take(`${key}.weight`, [dim], { type: "float32" });
+  const beta = net.w.take(`${key}.bias`, [dim], { type: "float32" });
+  const y = net.g.op("LayerNormalization", [toFloat32(net, x), gamma, beta], {
+    axis: -1,
+    epsilon: { float: eps },
+  });
+  return toCompute(net, y);
+}
+
+/** SiLU: `x · sigmoid(x)` (fused by ORT at load). */
+export function silu(net: Net, x: string): string {
+  return net.g.op("Mul", [x, net.g.op("Sigmoid", [x])]);
+}
+
+/** Exact (erf) GELU. */
+export function gelu(net: Net, x: string): string {
+  return net.g.op("Gelu", [x], { approximate: "none" });
+}
+
+/**
+ * sgm `FeedForward(dim, glu=True)`: GEGLU `net.0.proj` Linear(dim, 2·inner), first half value,
+ * second half gate, `a · gelu(g)`, then `net.2` Linear(inner, dimOut). inner = 4·dim.
+ */
+export function feedForward(net: Net, x: string, key: string, dim: number, dimOut = dim): string {
+  const inner = 4 * dim;
+  const projected = linear(net, x, `${key}.net.0.proj`, dim, 2 * inner);
+  const [value, gate] = net.g.node("Split", [projected, net.g.constInt([inner, inner])], {
+    axis: -1,
+  }, { outputs: 2 });
+  const h = net.g.op("Mul", [value, gelu(net, gate)]);
+  return linear(net, h, `${key}.net.2`, inner, dimOut);
+}
+
+/**
+ * Softmax attention `softmax(q kᵀ / √d) v` per head, as `com.microsoft.MultiHeadAttention`.
+ *
+ * @param q [B, S, heads·d]
+ * @param k [B, L, heads·d]
+ * @param v [B, L, heads·d]
+ * @returns [B, S, heads·d]
+ */
+export function attention(net: Net, q: string, k: string, v: string, heads: number): string {
+  return net.g.op("MultiHeadAttention", [q, k, v], { num_heads: heads }, "com.microsoft");
+}
+
+/**
+ * sgm `timestep_embedding(t, dim, max_period)`: `[cos(t·f), sin(t·f)]`, cosine first,
+ * `f_k = exp(-ln(max_period)·k/half)`; diffusers `Timesteps(dim, flip_sin_to_cos=True,
+ * downscale_freq_shift=0)`. Always float32.
+ *
+ * @param t [N] float32
+ * @returns [N, dim] float32
+ */
+export function timestepEmbedding(net: Net, t: string, dim: number, maxPeriod = 10000): string {
+  const g = net.g;
+  const args = g.op("Mul", [g.op("Unsqueeze", [t, g.constInt([1])]), g.constFloat(sinusoidFrequencies(dim, maxPeriod), [1, dim / 2])]);
+  return g.op("Concat", [g.op("Cos", [args]), g.op("Sin", [args])], { axis: 1 });
+}
+
+/** The float32 frequencies of sgm's `timestep_embedding`, rounded as torch computes them. */
+export function sinusoidFrequencies(dim: number, maxPeriod = 10000): number[] {
+  const half = Math.floor(dim / 2);
+  const scale = Math.fround(-Math.log(maxPeriod));
+  return Array.from(
+    { length: half },
+    (_, k) => Math.fround(Math.exp(Math.fround(Math.fround(scale * k) / half))),
+  );
+}

@@ -1,0 +1,93 @@
+/**
+ * The one module that imports ONNX Runtime. Sessions are loaded by path (ORT memory-maps the
+ * external data beside the model) and run on plain {@linkcode Tensor}s; every run checks its feeds
+ * first and reports each feed's dims when ORT refuses them.
+ *
+ * @module
+ */
+
+import * as ort from "onnxruntime-node";
+import { formatDims, numel, type Tensor } from "../tensor.ts";
+
+/** Execution providers the service can ask for. */
+export type Provider = "cpu" | "cuda" | "webgpu";
+
+/** Options of {@linkcode OnnxSession.create}. */
+export interface OnnxSessionOptions {
+  provider?: Provider;
+  /** ORT graph optimisation level (default "all"). */
+  optimization?: "disabled" | "basic" | "extended" | "all";
+  /** Intra-op threads (default: ORT's choice). */
+  threads?: number;
+}
+
+/** A loaded ONNX model. */
+export class OnnxSession {
+  readonly path: string;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  readonly #session: ort.InferenceSession;
+
+  private constructor(path: string, session: ort.InferenceSession) {
+    this.path = path;
+    this.#session = session;
+    this.inputNames = session.inputNames;
+    this.outputNames = session.outputNames;
+  }
+
+  /** Loads `path` (an `.onnx` file; its `.onnx.data` must lie beside it). */
+  static async create(path: string, options: OnnxSessionOptions = {}): Promise<OnnxSession> {
+    const provider = options.provider ?? "cpu";
+    try {
+      const session = await ort.InferenceSession.create(path, {
+        executionProviders: [provider],
+        graphOptimizationLevel: options.optimization ?? "all",
+        ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+      });
+      return new OnnxSession(path, session);
+    } catch (cause) {
+      throw new Error(`Cannot load ONNX model "${path}" with provider ${provider}: ${message(cause)}`, {
+        cause,
+      });
+    }
+  }
+
+  /** Runs the model on float32 feeds and returns every output as float32. */
+  async run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    for (const name of this.inputNames) {
+      if (!(name in feeds)) throw new TypeError(`Model "${this.path}" needs input "${name}"`);
+    }
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) {
+      if (t.data.length !== numel(t.dims)) {
+        throw new RangeError(`Input "${name}" has ${t.data.length} values for dims ${formatDims(t.dims)}`);
+      }
+      ortFeeds[name] = new ort.Tensor("float32", t.data, [...t.dims]);
+    }
+    let results: ort.InferenceSession.OnnxValueMapType;
+    try {
+      results = await this.#session.run(ortFeeds);
+    } catch (cause) {
+      const described = Object.entries(feeds).map(([n, t]) => `${n}: float32 ${formatDims(t.dims)}`)
+        .join(", ");
+      throw new Error(`Model "${this.path}" failed on inputs {${described}}: ${message(cause)}`, {
+        cause,
+      });
+    }
+    const out: Record<string, Tensor> = {};
+    for (const name of this.outputNames) {
+      const value = results[name] as ort.Tensor;
+      out[name] = { dims: [...value.dims], data: value.data as Float32Array };
+    }
+    return out;
+  }
+
+  /** Frees the session. */
+  async release(): Promise<void> {
+    await this.#session.release();
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
