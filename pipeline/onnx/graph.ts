@@ -176,7 +176,9 @@ export function bytesPerElement(type: ElementType): number {
  * Rounds float32 values to IEEE half, saturating at ±65504 (finite values never become
  * infinite), and reports how many were clipped.
  */
-export function float32ToFloat16Bytes(values: Float32Array): { bytes: Uint8Array; clipped: number } {
+export function float32ToFloat16Bytes(
+  values: Float32Array,
+): { bytes: Uint8Array; clipped: number } {
   const out = new Uint16Array(values.length);
   let clipped = 0;
   for (let i = 0; i < values.length; i++) {
@@ -204,7 +206,7 @@ export function floatToHalfBits(value: number): number {
   const exponent = (x >>> 23) & 0xff;
   let mantissa = x & 0x7fffff;
   if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
-  let e = exponent - 127 + 15;
+  const e = exponent - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
     if (e < -10) return sign;

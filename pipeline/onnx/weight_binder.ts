@@ -7,8 +7,8 @@
  */
 
 import { formatDims, numel, sameDims } from "../tensor.ts";
-import { type WeightSource, WeightsMismatchError } from "../weights/weight_source.ts";
-import { bytesPerElement, type ElementType, float32ToFloat16Bytes, type GraphBuilder } from "./graph.ts";
+import { WeightsMismatchError, type WeightSource } from "../weights/weight_source.ts";
+import { bytesPerElement, float32ToFloat16Bytes, type GraphBuilder } from "./graph.ts";
 
 /** How a checkpoint tensor is laid out in the graph. */
 export interface TakeOptions {
@@ -24,7 +24,10 @@ export interface TakeOptions {
 export interface WeightStats {
   used: number;
   skipped: number;
+  /** Parameters written to the graph. */
   parameters: number;
+  /** Parameters of skipped keys (checked, counted, not written). */
+  skippedParameters: number;
   /** float16 values clipped to ±65504. */
   clipped: number;
 }
@@ -34,7 +37,13 @@ export class WeightBinder {
   readonly source: WeightSource;
   readonly graph: GraphBuilder;
   readonly computeType: "float32" | "float16";
-  readonly stats: WeightStats = { used: 0, skipped: 0, parameters: 0, clipped: 0 };
+  readonly stats: WeightStats = {
+    used: 0,
+    skipped: 0,
+    parameters: 0,
+    skippedParameters: 0,
+    clipped: 0,
+  };
   readonly #taken = new Map<string, string>();
 
   constructor(source: WeightSource, graph: GraphBuilder, computeType: "float32" | "float16") {
@@ -88,6 +97,7 @@ export class WeightBinder {
     this.#check(key, dims);
     this.#taken.set(key, "");
     this.stats.skipped++;
+    this.stats.skippedParameters += numel(dims);
   }
 
   /** True when the source holds `key` (always true for random weights). */
@@ -123,15 +133,17 @@ export class WeightBinder {
     if (actual === undefined) {
       throw new WeightsMismatchError(
         key,
-        `Weight "${key}" is missing from ${this.source.description} (expected shape ${formatDims(dims)})`,
+        `Weight "${key}" is missing from ${this.source.description} (expected shape ${
+          formatDims(dims)
+        })`,
       );
     }
     if (!sameDims(actual, dims)) {
       throw new WeightsMismatchError(
         key,
-        `Weight "${key}" has shape ${formatDims(actual)} in ${this.source.description}, the config needs ${
-          formatDims(dims)
-        }`,
+        `Weight "${key}" has shape ${
+          formatDims(actual)
+        } in ${this.source.description}, the config needs ${formatDims(dims)}`,
       );
     }
   }
