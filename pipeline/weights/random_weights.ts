@@ -40,8 +40,9 @@ export function randomWeight(key: string, dims: readonly number[], seed: number)
   const out = new Float32Array(numel(dims));
   const normal = gaussian(hashString(`${seed}:${key}`));
   const leaf = key.slice(key.lastIndexOf(".") + 1);
-  const isNorm = /(^|\.)(norm|ln_|layer_norm|group_norm|norm_out|norm\d|in_layers\.0|out_layers\.0|out\.0)/
-    .test(key) && dims.length === 1;
+  const isNorm =
+    /(^|\.)(norm|ln_|layer_norm|group_norm|norm_out|norm\d|in_layers\.0|out_layers\.0|out\.0)/
+      .test(key) && dims.length === 1;
   let mean = 0;
   let scale: number;
   if (leaf === "mix_factor") scale = 0.8;
