@@ -32,15 +32,25 @@ export async function readFixture(
  * Asserts `max |actual - expected| <= tolerance`, with a message naming the tensor, the measured
  * difference and where it is largest.
  */
-export function assertClose(actual: Tensor, expected: Tensor, tolerance: number, what: string): number {
+export function assertClose(
+  actual: Tensor,
+  expected: Tensor,
+  tolerance: number,
+  what: string,
+): number {
   if (!sameDims(actual.dims, expected.dims)) {
-    throw new Error(`${what}: shape ${formatDims(actual.dims)}, expected ${formatDims(expected.dims)}`);
+    throw new Error(
+      `${what}: shape ${formatDims(actual.dims)}, expected ${formatDims(expected.dims)}`,
+    );
   }
   const diff = maxAbsDiff(actual, expected);
   if (!(diff <= tolerance)) {
     let worst = 0;
     for (let i = 0; i < actual.data.length; i++) {
-      if (!(Math.abs(actual.data[i] - expected.data[i]) <= Math.abs(actual.data[worst] - expected.data[worst]))) worst = i;
+      if (
+        !(Math.abs(actual.data[i] - expected.data[i]) <=
+          Math.abs(actual.data[worst] - expected.data[worst]))
+      ) worst = i;
     }
     throw new Error(
       `${what}: max |diff| = ${diff.toExponential(3)} > ${tolerance} (at flat index ${worst}: got ${

@@ -203,7 +203,10 @@ export function attention(net: Net, q: string, k: string, v: string, heads: numb
  */
 export function timestepEmbedding(net: Net, t: string, dim: number, maxPeriod = 10000): string {
   const g = net.g;
-  const args = g.op("Mul", [g.op("Unsqueeze", [t, g.constInt([1])]), g.constFloat(sinusoidFrequencies(dim, maxPeriod), [1, dim / 2])]);
+  const args = g.op("Mul", [
+    g.op("Unsqueeze", [t, g.constInt([1])]),
+    g.constFloat(sinusoidFrequencies(dim, maxPeriod), [1, dim / 2]),
+  ]);
   return g.op("Concat", [g.op("Cos", [args]), g.op("Sin", [args])], { axis: 1 });
 }
 

@@ -46,9 +46,12 @@ export class OnnxSession {
       });
       return new OnnxSession(path, session);
     } catch (cause) {
-      throw new Error(`Cannot load ONNX model "${path}" with provider ${provider}: ${message(cause)}`, {
-        cause,
-      });
+      throw new Error(
+        `Cannot load ONNX model "${path}" with provider ${provider}: ${message(cause)}`,
+        {
+          cause,
+        },
+      );
     }
   }
 
@@ -60,7 +63,9 @@ export class OnnxSession {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) {
       if (t.data.length !== numel(t.dims)) {
-        throw new RangeError(`Input "${name}" has ${t.data.length} values for dims ${formatDims(t.dims)}`);
+        throw new RangeError(
+          `Input "${name}" has ${t.data.length} values for dims ${formatDims(t.dims)}`,
+        );
       }
       ortFeeds[name] = new ort.Tensor("float32", t.data, [...t.dims]);
     }

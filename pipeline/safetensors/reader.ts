@@ -193,7 +193,9 @@ async function readExactly(
   while (done < length) {
     const n = await file.read(out.subarray(done));
     if (n === null) {
-      throw new SyntaxError(`Cannot read safetensors "${path}": file ends before byte ${offset + length}`);
+      throw new SyntaxError(
+        `Cannot read safetensors "${path}": file ends before byte ${offset + length}`,
+      );
     }
     done += n;
   }
