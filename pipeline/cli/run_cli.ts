@@ -1,0 +1,28 @@
+/**
+ * Shared entry for the command-line tools: one clear line on stderr and a non-zero exit for any
+ * failure, never a stack trace (set `SVD_DEBUG=1` to see one).
+ *
+ * @module
+ */
+
+/** A mistake in the command line itself (exit code 2). */
+export class UsageError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UsageError";
+  }
+}
+
+/** Runs `main(Deno.args)`, printing failures as one line and exiting 1 (2 for usage errors). */
+export async function runCli(main: (args: string[]) => Promise<void>): Promise<void> {
+  try {
+    await main(Deno.args);
+  } catch (error) {
+    if (Deno.env.get("SVD_DEBUG")) console.error(error);
+    const message = error instanceof Error ? error.message : String(error);
+    console.error(`error: ${message}`);
+    const usage = error instanceof UsageError ||
+      (error as { code?: string })?.code?.startsWith("ERR_PARSE_ARGS");
+    Deno.exit(usage ? 2 : 1);
+  }
+}
