@@ -76,9 +76,8 @@ export async function main(args: string[]): Promise<void> {
         } parameters)`,
       );
     }
-    const rss = peakRssBytes();
-    const memory = rss ? `, peak RSS ${(rss / 2 ** 30).toFixed(2)} GiB` : "";
-    console.log(`Wrote ${values.out} from ${source.description} in ${seconds} s${memory}`);
+    const rss = (peakRssBytes() / 2 ** 30).toFixed(2);
+    console.log(`Wrote ${values.out} from ${source.description} in ${seconds} s, peak RSS ${rss} GiB`);
   } finally {
     source.close?.();
   }

@@ -111,7 +111,7 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<ModelM
         file,
         data: written.dataPath ? `${file}.data` : undefined,
         dtype: graphPrecision(name, precision),
-        parameters: built.weights.stats.parameters,
+        parameters: built.weights.stats.parameters + built.weights.stats.skippedParameters,
         clippedToFloat16: built.weights.stats.clipped,
         inputs: built.graph.inputs.map((v) => ({ name: v.name, type: v.type, dims: [...v.dims] })),
         outputs: built.graph.outputs.map((v) => ({

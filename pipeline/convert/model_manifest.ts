@@ -35,6 +35,7 @@ export interface GraphManifest {
   /** External data file beside it, if any. */
   readonly data?: string;
   readonly dtype: Precision;
+  /** Checkpoint parameters the graph accounts for (including skipped, mathematically unused ones). */
   readonly parameters: number;
   /** float16 weights clipped to ±65504 while converting. */
   readonly clippedToFloat16: number;

@@ -77,6 +77,7 @@ export async function writeOnnxModel(
   };
   const tensors = [];
   let offset = 0;
+  let streamed = 0;
   try {
     const file = external.length > 0
       ? await Deno.open(partialData, { write: true, create: true, truncate: true })
@@ -111,8 +112,9 @@ export async function writeOnnxModel(
           entry("length", String(bytes.byteLength)),
         ];
         offset += bytes.byteLength;
+        streamed += bytes.byteLength;
         tensors.push(proto);
-        options.onProgress?.(offset, total, init.name);
+        options.onProgress?.(streamed, total, init.name);
       }
     } finally {
       file?.close();

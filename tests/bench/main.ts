@@ -1,0 +1,22 @@
+/**
+ * `deno task bench NAME [options]`: benchmarks that print measured numbers (never timed tests).
+ *
+ * - `convert-full`: full-size random SVD-XT checkpoint → converter wall time and peak RSS, then
+ *   one CPU evaluation of the full-size UNet.
+ *
+ * @module
+ */
+
+import { convertFull } from "./convert_full.ts";
+
+const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
+  "convert-full": convertFull,
+};
+
+const [name, ...args] = Deno.args;
+const bench = BENCHES[name];
+if (!bench) {
+  console.error(`Usage: deno task bench ${Object.keys(BENCHES).join("|")} [options]`);
+  Deno.exit(2);
+}
+await bench(args);
