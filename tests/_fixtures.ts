@@ -9,8 +9,18 @@ import { SafetensorsFile } from "../pipeline/safetensors/reader.ts";
 import { formatDims, maxAbsDiff, sameDims, type Tensor } from "../pipeline/tensor.ts";
 
 /** Folder of the tiny fixtures; `SVD_FIXTURES` overrides it. */
-export const FIXTURES = fixturesOverride() ??
-  new URL("../../shared/fixtures/tiny", import.meta.url).pathname;
+export const FIXTURES = realPath(
+  fixturesOverride() ?? new URL("../../shared/fixtures/tiny", import.meta.url).pathname,
+);
+
+/** Symlinks resolved, so that tests granted `read: [FIXTURES]` can read the files. */
+function realPath(path: string): string {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return path;
+  }
+}
 
 /** `SVD_FIXTURES`, read only where env access is granted (tests run with least permissions). */
 function fixturesOverride(): string | undefined {
