@@ -1,0 +1,281 @@
+/**
+ * Image type and size from the first bytes of a file, without decoding pixels: what the HTTP
+ * service checks before it accepts an upload (a 100 000 × 100 000 PNG is a few kilobytes).
+ *
+ * The format is told by magic bytes only, never by file name or content type. Every read is
+ * bounds-checked, so truncated or hostile headers throw {@linkcode UnsupportedImageError} and
+ * nothing else.
+ *
+ * @module
+ */
+
+/** Formats svd-stream reads: PNG and JPEG in-process, WebP through ffmpeg. */
+export type ImageFormat = "png" | "jpeg" | "webp";
+
+/** What {@linkcode sniffImage} reads from a header. */
+export interface ImageHeader {
+  readonly format: ImageFormat;
+  /** Pixels, ≥ 1. */
+  readonly width: number;
+  /** Pixels, ≥ 1. */
+  readonly height: number;
+}
+
+/**
+ * The bytes are not an image svd-stream can read: an unknown format (GIF, BMP, text, …), a
+ * truncated or corrupt header, or pixel data that does not decode. `code` is the HTTP-facing
+ * reason (415 Unsupported Media Type).
+ *
+ * @example
+ * ```ts
+ * import { sniffImage, UnsupportedImageError } from "./image_header.ts";
+ * try {
+ *   sniffImage(new TextEncoder().encode("GIF89a..."));
+ * } catch (error) {
+ *   error instanceof UnsupportedImageError; // true, message names "GIF"
+ * }
+ * ```
+ */
+export class UnsupportedImageError extends SyntaxError {
+  readonly code = "unsupported_media_type";
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UnsupportedImageError";
+  }
+}
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/**
+ * Reads format and size from an image header: PNG (IHDR), JPEG (the first SOFn frame header)
+ * or WebP (the VP8, VP8L or VP8X chunk). Does not decode pixels and reads at most the bytes up
+ * to the frame header.
+ *
+ * @param bytes the whole file, or at least its header
+ * @throws {UnsupportedImageError} for other formats (naming what the bytes look like) and for
+ *   truncated or inconsistent headers
+ *
+ * @example
+ * ```ts
+ * import { sniffImage } from "./image_header.ts";
+ * const png = Deno.readFileSync("../shared/fixtures/tiny/input.png");
+ * sniffImage(png); // { format: "png", width: 128, height: 64 }
+ * ```
+ */
+export function sniffImage(bytes: Uint8Array): ImageHeader {
+  if (startsWith(bytes, PNG_SIGNATURE)) return sniffPng(bytes);
+  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return sniffJpeg(bytes);
+  if (ascii(bytes, 0, 4) === "RIFF" && ascii(bytes, 8, 4) === "WEBP") return sniffWebp(bytes);
+  const cut = truncatedMagic(bytes);
+  if (cut) {
+    throw new UnsupportedImageError(`Truncated ${cut}: ${bytes.length} bytes end inside the magic`);
+  }
+  throw new UnsupportedImageError(
+    `Unsupported image type: ${describeBytes(bytes)}; expected PNG, JPEG or WebP`,
+  );
+}
+
+/** PNG: signature, then IHDR (length 13) with width and height as big-endian uint32. */
+function sniffPng(bytes: Uint8Array): ImageHeader {
+  need(bytes, 24, "PNG", "IHDR");
+  if (u32be(bytes, 8) !== 13 || ascii(bytes, 12, 4) !== "IHDR") {
+    throw new UnsupportedImageError(
+      `Corrupt PNG: first chunk is "${ascii(bytes, 12, 4)}" of length ${
+        u32be(bytes, 8)
+      }, expected IHDR of length 13`,
+    );
+  }
+  return checked("png", u32be(bytes, 16), u32be(bytes, 20));
+}
+
+/**
+ * JPEG: walk the marker segments after SOI to the first frame header SOF0…SOF15 (0xC0–0xCF
+ * except 0xC4 DHT, 0xC8 JPG, 0xCC DAC), which holds precision, height, width.
+ */
+function sniffJpeg(bytes: Uint8Array): ImageHeader {
+  let offset = 2;
+  while (true) {
+    need(bytes, offset + 2, "JPEG", "a frame header (SOF)");
+    if (bytes[offset] !== 0xff) {
+      throw new UnsupportedImageError(
+        `Corrupt JPEG: expected a marker at byte ${offset}, found 0x${hex(bytes[offset])}`,
+      );
+    }
+    const marker = bytes[offset + 1];
+    if (marker === 0xff) { // fill byte before a marker
+      offset += 1;
+      continue;
+    }
+    if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) { // TEM, RSTn: no length
+      offset += 2;
+      continue;
+    }
+    if (marker === 0xd8 || marker === 0xd9 || marker === 0xda) {
+      throw new UnsupportedImageError(
+        `Corrupt JPEG: marker 0xFF${hex(marker)} at byte ${offset} before any frame header (SOF)`,
+      );
+    }
+    need(bytes, offset + 4, "JPEG", "a marker segment length");
+    const length = u16be(bytes, offset + 2);
+    if (length < 2) {
+      throw new UnsupportedImageError(
+        `Corrupt JPEG: segment 0xFF${hex(marker)} at byte ${offset} has length ${length}`,
+      );
+    }
+    const isFrame = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 &&
+      marker !== 0xcc;
+    if (isFrame) {
+      need(bytes, offset + 9, "JPEG", "the frame header (SOF)");
+      if (length < 8) {
+        throw new UnsupportedImageError(`Corrupt JPEG: frame header length ${length} < 8`);
+      }
+      const height = u16be(bytes, offset + 5);
+      const width = u16be(bytes, offset + 7);
+      if (height === 0) {
+        throw new UnsupportedImageError(
+          "Unsupported JPEG: height 0 in the frame header (height given later by a DNL marker)",
+        );
+      }
+      return checked("jpeg", width, height);
+    }
+    offset += 2 + length;
+  }
+}
+
+/**
+ * WebP: `RIFF <size> WEBP`, then the first chunk: `VP8 ` (lossy: 14-bit sizes after the key
+ * frame start code), `VP8L` (lossless: 14-bit sizes − 1 after signature 0x2F) or `VP8X`
+ * (extended: 24-bit canvas sizes − 1).
+ */
+function sniffWebp(bytes: Uint8Array): ImageHeader {
+  need(bytes, 20, "WebP", "the first chunk");
+  const chunk = ascii(bytes, 12, 4);
+  const data = 20;
+  if (chunk === "VP8 ") {
+    need(bytes, data + 10, "WebP", "the VP8 frame header");
+    if ((bytes[data] & 1) !== 0 || !startsWith(bytes.subarray(data + 3), [0x9d, 0x01, 0x2a])) {
+      throw new UnsupportedImageError("Corrupt WebP: VP8 chunk does not start with a key frame");
+    }
+    return checked("webp", u16le(bytes, data + 6) & 0x3fff, u16le(bytes, data + 8) & 0x3fff);
+  }
+  if (chunk === "VP8L") {
+    need(bytes, data + 5, "WebP", "the VP8L header");
+    if (bytes[data] !== 0x2f) {
+      throw new UnsupportedImageError(
+        `Corrupt WebP: VP8L signature is 0x${hex(bytes[data])}, expected 0x2F`,
+      );
+    }
+    const bits = u32le(bytes, data + 1);
+    return checked("webp", (bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1);
+  }
+  if (chunk === "VP8X") {
+    need(bytes, data + 10, "WebP", "the VP8X header");
+    return checked("webp", u24le(bytes, data + 4) + 1, u24le(bytes, data + 7) + 1);
+  }
+  throw new UnsupportedImageError(
+    `Unsupported WebP: first chunk is ${JSON.stringify(chunk)}, expected "VP8 ", "VP8L" or "VP8X"`,
+  );
+}
+
+function checked(format: ImageFormat, width: number, height: number): ImageHeader {
+  if (!(width >= 1 && height >= 1 && width <= 0x7fffffff && height <= 0x7fffffff)) {
+    throw new UnsupportedImageError(
+      `Corrupt ${format.toUpperCase()} header: size ${width}×${height}`,
+    );
+  }
+  return { format, width, height };
+}
+
+function need(bytes: Uint8Array, length: number, format: string, what: string): void {
+  if (bytes.length < length) {
+    throw new UnsupportedImageError(
+      `Truncated ${format}: ${bytes.length} bytes end before ${what} (needs ${length})`,
+    );
+  }
+}
+
+/** The format whose magic these 2+ bytes are a proper prefix of, if any. */
+function truncatedMagic(bytes: Uint8Array): string | undefined {
+  if (bytes.length < 2) return undefined;
+  const magics: [string, number[]][] = [
+    ["PNG", PNG_SIGNATURE],
+    ["JPEG", [0xff, 0xd8, 0xff]],
+    ["WebP", [..."RIFF"].map((c) => c.charCodeAt(0))],
+  ];
+  for (const [name, magic] of magics) {
+    const n = Math.min(bytes.length, magic.length);
+    if (magic.slice(0, n).every((b, i) => bytes[i] === b)) {
+      if (bytes.length < magic.length || name === "WebP" && bytes.length < 12) return name;
+    }
+  }
+  return undefined;
+}
+
+/** A short name for what unknown bytes look like, for the error message. */
+function describeBytes(bytes: Uint8Array): string {
+  if (bytes.length === 0) return "empty file";
+  const known: [string, number[] | string][] = [
+    ["GIF", "GIF8"],
+    ["BMP", "BM"],
+    ["TIFF", [0x49, 0x49, 0x2a, 0x00]],
+    ["TIFF", [0x4d, 0x4d, 0x00, 0x2a]],
+    ["ICO", [0x00, 0x00, 0x01, 0x00]],
+    ["PDF", "%PDF"],
+    ["JPEG 2000", [0x00, 0x00, 0x00, 0x0c, 0x6a, 0x50]],
+    ["JPEG XL", [0xff, 0x0a]],
+    ["gzip", [0x1f, 0x8b]],
+    ["zip", "PK\x03\x04"],
+    ["SVG/XML", "<?xml"],
+    ["SVG", "<svg"],
+    ["HTML", "<!DOCTYPE"],
+  ];
+  for (const [name, magic] of known) {
+    const expected = typeof magic === "string" ? [...magic].map((c) => c.charCodeAt(0)) : magic;
+    if (startsWith(bytes, expected)) return `${name} (starts with ${preview(bytes)})`;
+  }
+  if (ascii(bytes, 0, 4) === "RIFF") return `RIFF ${JSON.stringify(ascii(bytes, 8, 4))} file`;
+  if (ascii(bytes, 4, 4) === "ftyp") {
+    return `ISO media ${JSON.stringify(ascii(bytes, 8, 4))} (HEIC/AVIF/MP4)`;
+  }
+  return `${bytes.length} bytes starting with ${preview(bytes)}`;
+}
+
+/** First bytes as hex, plus printable ASCII when the start is text. */
+function preview(bytes: Uint8Array): string {
+  const head = bytes.subarray(0, 8);
+  const hexText = Array.from(head, hex).join(" ");
+  const text = String.fromCharCode(...head);
+  return /^[\x20-\x7e]+$/.test(text) ? `${hexText} ${JSON.stringify(text)}` : hexText;
+}
+
+function startsWith(bytes: Uint8Array, magic: readonly number[]): boolean {
+  return bytes.length >= magic.length && magic.every((b, i) => bytes[i] === b);
+}
+
+function ascii(bytes: Uint8Array, offset: number, length: number): string {
+  return String.fromCharCode(...bytes.subarray(offset, offset + length));
+}
+
+function hex(byte: number): string {
+  return byte.toString(16).toUpperCase().padStart(2, "0");
+}
+
+function u16be(b: Uint8Array, i: number): number {
+  return (b[i] << 8) | b[i + 1];
+}
+
+function u32be(b: Uint8Array, i: number): number {
+  return ((b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]) >>> 0;
+}
+
+function u16le(b: Uint8Array, i: number): number {
+  return b[i] | (b[i + 1] << 8);
+}
+
+function u24le(b: Uint8Array, i: number): number {
+  return b[i] | (b[i + 1] << 8) | (b[i + 2] << 16);
+}
+
+function u32le(b: Uint8Array, i: number): number {
+  return (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> 0;
+}
