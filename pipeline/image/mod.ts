@@ -11,4 +11,5 @@ export * from "./image_header.ts";
 export * from "./image_tensor.ts";
 export * from "./png_decode.ts";
 export * from "./png_encode.ts";
+export * from "./prepare_image.ts";
 export * from "./size_policy.ts";
