@@ -97,7 +97,7 @@ Deno.test("generateVideo reproduces sgm's conditioning, sampling and frames from
     const cond = { dims: [4, 768], data: unet.feeds.y.data.slice(4 * 768) };
     assertClose(cond, c["c.vector"], 1e-4, "c.vector");
   });
-  await t.step("sampling: final latent and decoded video within 2e-3", async () => {
+  await t.step("sampling: final latent and decoded video within 2e-3", () => {
     assertClose(video.latent, s.final_latent, 2e-3, "final_latent");
     const decoderCalls = calls.filter((call) => call.graph === "vae_decoder");
     assert.deepEqual(decoderCalls.map((call) => call.feeds.z.dims[0]), [3, 1]); // decoding_t = 3
