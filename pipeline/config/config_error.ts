@@ -12,7 +12,7 @@ export interface ConfigErrorDetails {
   readonly file: string;
   /** 1-based line of the offending key or value. */
   readonly line: number;
-  /** Dotted path in the file (`sampling.num_steps`, `model.unet.channel_mult[2]`); null for YAML syntax errors. */
+  /** Dotted path in the file (`sampling.steps`, `model.unet.channel_mult[2]`); null for YAML syntax errors. */
   readonly field: string | null;
   /** The allowed values in words (`1..200`); empty when not applicable. */
   readonly allowed: string;
@@ -21,7 +21,7 @@ export interface ConfigErrorDetails {
 /**
  * A config file that is not valid YAML, or whose values are of the wrong type, out of range,
  * inconsistent with each other, or under unknown keys. The message reads
- * `configs/svd.yaml:31: sampling.num_steps = 0 is out of range: allowed 1..200`.
+ * `configs/svd.yaml:31: sampling.steps = 0 is out of range: allowed 1..200`.
  */
 export class ConfigError extends Error implements ConfigErrorDetails {
   readonly file: string;

@@ -132,7 +132,7 @@ function resolve(reader: FieldReader, source: SvdConfig["source"]): SvdConfig {
     },
     sampling: {
       numFrames: s.num_frames ?? family.numFrames,
-      numSteps: s.num_steps ?? family.numSteps,
+      numSteps: s.steps ?? family.numSteps,
       minGuidance: s.min_guidance ?? family.minGuidance,
       maxGuidance: s.max_guidance ?? family.maxGuidance,
       guider: s.guider ?? COMMON_SAMPLING.guider,

@@ -93,7 +93,8 @@ const IMAGE_SIDE: IntegerLimit = {
 /** Allowed values of every run-time sampling parameter, by camelCase field. */
 export const SAMPLING_LIMITS: { readonly [K in keyof SamplingParams]: FieldLimit } = {
   numFrames: { key: "num_frames", kind: "integer", min: 1, max: 64 },
-  numSteps: { key: "num_steps", kind: "integer", min: 1, max: 200 },
+  // "steps", as the CLI flag and the HTTP field are named (sgm: num_steps).
+  numSteps: { key: "steps", kind: "integer", min: 1, max: 200 },
   minGuidance: { key: "min_guidance", kind: "number", min: 0, max: MAX_GUIDANCE },
   maxGuidance: { key: "max_guidance", kind: "number", min: 0, max: MAX_GUIDANCE },
   guider: { key: "guider", kind: "choice", values: ["linear", "triangle"] },

@@ -8,7 +8,7 @@
  * | `model.unet.*` | `network_config.params.*` (`VideoUNet`) |
  * | `model.vae.*` | `first_stage_config`: `AutoencodingEngine` with `encoder_config.params` and a `temporal_ae.VideoDecoder` ⇒ `decoder: temporal`; `AutoencoderKL` with `ddconfig`, `embed_dim` ⇒ `decoder: image` |
  * | `model.image_encoder.*` | `conditioner_config` embedder 0's `open_clip_embedding_config.params.arch`, looked up in the top-level `open_clip_model_configs`, or open_clip's built-in ViT-H-14 when absent |
- * | `sampling.num_steps`, `num_frames`, `min/max_guidance`, `guider`, `sigma_*`, `rho` | `sampler_config` (optional) |
+ * | `sampling.steps`, `num_frames`, `min/max_guidance`, `guider`, `sigma_*`, `rho` | `sampler_config` (optional) |
  *
  * Where a key is absent, sgm's (or open_clip's) default for it is used, so the result means what
  * sgm would build. Flags our graph builders assume (linear transformer projections, the extra
@@ -391,7 +391,7 @@ function readSampler(reader: FieldReader): void {
   if (!reader.mapping(SAMPLER)) return;
   target(reader, SAMPLER, ["sgm.modules.diffusionmodules.sampling.EulerEDMSampler"]);
   const params = [...SAMPLER, "params"];
-  reader.field("sampling.num_steps", [...params, "num_steps"]);
+  reader.field("sampling.steps", [...params, "num_steps"]);
   // γ = 0: the sampler implements deterministic Euler steps only.
   expectValue(
     reader,

@@ -75,7 +75,7 @@ export interface RawImageEncoderConfig {
 /** `sampling` of our YAML format; every field has a default (see `loadConfig`). */
 export interface RawSamplingConfig {
   num_frames?: number;
-  num_steps?: number;
+  steps?: number;
   min_guidance?: number;
   max_guidance?: number;
   guider?: GuiderKind;

@@ -51,10 +51,10 @@ const VALUE_CASES: {
 }[] = [
   {
     name: "an out-of-range value",
-    from: "  num_steps: 3",
-    to: "  num_steps: 0",
-    field: "sampling.num_steps",
-    message: /sampling\.num_steps = 0 is out of range: allowed 1\.\.200$/,
+    from: "  steps: 3",
+    to: "  steps: 0",
+    field: "sampling.steps",
+    message: /sampling\.steps = 0 is out of range: allowed 1\.\.200$/,
   },
   {
     name: "a value of the wrong type",

@@ -76,9 +76,9 @@ Deno.test({
   fn() {
     assertParameterError(
       () => resolveSamplingParams({ numSteps: 0 }, DEFAULTS),
-      "num_steps",
+      "steps",
       "1..200",
-      /^num_steps = 0 is out of range: allowed 1\.\.200$/,
+      /^steps = 0 is out of range: allowed 1\.\.200$/,
     );
     assertParameterError(
       () => resolveSamplingParams({ width: 1000 }, DEFAULTS),
@@ -224,7 +224,7 @@ Deno.test({
   fn() {
     assert.deepEqual(
       parseSamplingOverrides({
-        num_steps: "30",
+        steps: "30",
         min_guidance: 1.5,
         guider: "triangle",
         seed: null,
@@ -243,7 +243,7 @@ Deno.test({
     assert.throws(
       () => parseSamplingOverrides({ numSteps: 3 }),
       (e: unknown) =>
-        e instanceof ParameterError && e.field === "numSteps" && /num_steps/.test(e.allowed),
+        e instanceof ParameterError && e.field === "numSteps" && /\bsteps\b/.test(e.allowed),
     );
   },
 });
