@@ -77,7 +77,9 @@ export async function main(args: string[]): Promise<void> {
       );
     }
     const rss = (peakRssBytes() / 2 ** 30).toFixed(2);
-    console.log(`Wrote ${values.out} from ${source.description} in ${seconds} s, peak RSS ${rss} GiB`);
+    console.log(
+      `Wrote ${values.out} from ${source.description} in ${seconds} s, peak RSS ${rss} GiB`,
+    );
   } finally {
     source.close?.();
   }

@@ -2,7 +2,7 @@
  * The converter: one checkpoint (sgm single file, diffusers folder, or seeded random weights of
  * the real shapes) → a model directory with SVD's four ONNX graphs and `model.json`.
  *
- * Graphs are built and written one at a time (each streams its weights), into `<out>.partial`,
+ * Graphs are built and written one at a time (each streams its weights), into `<out>.partial-*`,
  * which is renamed to `<out>` only when every file is written and hashed.
  *
  * @module
@@ -85,8 +85,8 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<ModelM
       `Cannot convert into "${out}": it exists (pass --force to replace it)`,
     );
   }
-  const partial = `${out}.partial`;
-  await Deno.remove(partial, { recursive: true }).catch(() => {});
+  // A private partial folder: concurrent conversions into the same `out` cannot mix files.
+  const partial = `${out}.partial-${crypto.randomUUID().slice(0, 8)}`;
   await Deno.mkdir(partial, { recursive: true });
   try {
     const manifest: ModelManifest = {
@@ -131,7 +131,14 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<ModelM
     }
     await Deno.writeTextFile(`${partial}/model.json`, JSON.stringify(manifest, null, 2) + "\n");
     if (options.force) await Deno.remove(out, { recursive: true }).catch(() => {});
-    await Deno.rename(partial, out);
+    try {
+      await Deno.rename(partial, out);
+    } catch (cause) {
+      throw new Deno.errors.AlreadyExists(
+        `Cannot convert into "${out}": it appeared while converting`,
+        { cause },
+      );
+    }
     return manifest;
   } catch (error) {
     await Deno.remove(partial, { recursive: true }).catch(() => {});

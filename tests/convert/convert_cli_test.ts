@@ -9,7 +9,7 @@ import type { ModelManifest } from "../../pipeline/convert/model_manifest.ts";
 import { OnnxSession } from "../../pipeline/runtime/onnx_session.ts";
 import type { Tensor } from "../../pipeline/tensor.ts";
 import { assertClose, fixturePath, readFixture } from "../_fixtures.ts";
-import { runTask } from "./_run_task.ts";
+import { runTask } from "../_run_task.ts";
 
 async function convertFixture(dir: string, extra: string[] = []) {
   return await runTask("convert", [

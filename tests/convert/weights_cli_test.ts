@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { sha256File } from "../../pipeline/convert/file_hash.ts";
 import { fixturePath } from "../_fixtures.ts";
-import { runTask } from "./_run_task.ts";
+import { runTask } from "../_run_task.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-const ROOT = new URL("../..", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
 
 /** Result of a task run. */
 export interface TaskResult {
