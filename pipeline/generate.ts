@@ -153,8 +153,12 @@ export async function generateVideo(options: GenerateOptions): Promise<Generated
   const started = performance.now();
   const [, , height, width] = image.dims;
   const [frames, h, w] = [params.numFrames, height / 8, width / 8];
-  if (image.dims.length !== 4 || image.dims[0] !== 1 || image.dims[1] !== 3 || height % 8 || width % 8) {
-    throw new RangeError(`image must be [1, 3, H, W] with H, W multiples of 8, got ${formatDims(image.dims)}`);
+  if (
+    image.dims.length !== 4 || image.dims[0] !== 1 || image.dims[1] !== 3 || height % 8 || width % 8
+  ) {
+    throw new RangeError(
+      `image must be [1, 3, H, W] with H, W multiples of 8, got ${formatDims(image.dims)}`,
+    );
   }
 
   // 1. Noise: seeded draws (stream 0 the latent, stream 1 the conditioning augmentation) or given.

@@ -45,7 +45,13 @@ export async function convertFull(args: string[]): Promise<void> {
     await Deno.stat(checkpoint);
   } catch {
     console.log(`writing ${checkpoint} …`);
-    const written = await task(["random-checkpoint", "--config", values.config, "--out", checkpoint]);
+    const written = await task([
+      "random-checkpoint",
+      "--config",
+      values.config,
+      "--out",
+      checkpoint,
+    ]);
     console.log(`${written.stdout.trim()} (${written.seconds.toFixed(0)} s)`);
   }
   const size = (await Deno.stat(checkpoint)).size;
