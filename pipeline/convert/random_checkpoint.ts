@@ -19,15 +19,15 @@ import type { WeightSource } from "../weights/weight_source.ts";
 import { buildGraph } from "./convert.ts";
 import { GRAPH_FILES, type GraphName } from "./model_manifest.ts";
 
-/** A random source that records the keys and shapes asked of it. */
-class RecordingSource implements WeightSource {
+/** A source of any key that records the keys and shapes the graph builders ask for. */
+export class RecordingSource implements WeightSource {
   readonly description = "recording";
   readonly shapes = new Map<string, readonly number[]>();
   keys(): undefined {
     return undefined;
   }
   dims(key: string, expected: readonly number[]): readonly number[] {
-    if (expected.length > 0 || !this.shapes.has(key)) this.shapes.set(key, expected);
+    this.shapes.set(key, expected);
     return expected;
   }
   read(): Promise<Float32Array> {

@@ -202,7 +202,7 @@ function unfilter(
 }
 
 /** PNG's Paeth predictor: whichever of left, above, above-left is closest to a + b − c. */
-function paeth(a: number, b: number, c: number): number {
+export function paeth(a: number, b: number, c: number): number {
   const p = a + b - c;
   const pa = Math.abs(p - a);
   const pb = Math.abs(p - b);

@@ -7,6 +7,7 @@
  */
 
 import { deflateSync } from "node:zlib";
+import { paeth } from "./png_decode.ts";
 
 /** Options of {@linkcode encodePng}. */
 export interface EncodePngOptions {
@@ -103,15 +104,6 @@ function filterRows(rgb: Uint8Array, width: number, height: number): Uint8Array 
     out.set(candidates[best], y * (stride + 1) + 1);
   }
   return out;
-}
-
-/** PNG's Paeth predictor: whichever of left, above, above-left is closest to a + b − c. */
-function paeth(a: number, b: number, c: number): number {
-  const p = a + b - c;
-  const pa = Math.abs(p - a);
-  const pb = Math.abs(p - b);
-  const pc = Math.abs(p - c);
-  return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
 }
 
 /** length, type, data, CRC-32 of type and data. */

@@ -100,11 +100,6 @@ export class WeightBinder {
     this.stats.skippedParameters += numel(dims);
   }
 
-  /** True when the source holds `key` (always true for random weights). */
-  has(key: string): boolean {
-    return this.source.dims(key, []) !== undefined;
-  }
-
   /**
    * Throws {@linkcode WeightsMismatchError} when the source holds a key under one of `prefixes`
    * that no builder took.

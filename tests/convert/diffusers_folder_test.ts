@@ -20,7 +20,8 @@ import {
   writeSafetensors,
 } from "../../pipeline/safetensors/writer.ts";
 import { formatDims, type Tensor } from "../../pipeline/tensor.ts";
-import { WeightsMismatchError, type WeightSource } from "../../pipeline/weights/weight_source.ts";
+import { RecordingSource } from "../../pipeline/convert/random_checkpoint.ts";
+import { WeightsMismatchError } from "../../pipeline/weights/weight_source.ts";
 
 /**
  * The tiny sgm checkpoint. (Not via ../_fixtures.ts, which reads SVD_FIXTURES from the
@@ -503,22 +504,6 @@ Deno.test({
     });
   },
 });
-
-/** A source of any key that records what the builders ask for. */
-class RecordingSource implements WeightSource {
-  readonly description = "recording";
-  readonly shapes = new Map<string, readonly number[]>();
-  keys(): undefined {
-    return undefined;
-  }
-  dims(key: string, expected: readonly number[]): readonly number[] {
-    this.shapes.set(key, expected);
-    return expected;
-  }
-  read(): Promise<Float32Array> {
-    throw new Error("RecordingSource holds no values");
-  }
-}
 
 Deno.test({
   name:
