@@ -1,0 +1,93 @@
+/**
+ * The HTTP function: a Hono app over a {@linkcode JobQueue}. It validates uploads, queues them,
+ * streams job events and serves results; it runs no inference itself (the worker loop does) and
+ * holds no state of its own, so several instances can share one queue.
+ *
+ * | route | |
+ * |---|---|
+ * | `POST /v1/generations` | queue a generation (202 JSON, or its event stream) |
+ * | `GET /v1/generations/:id` | status |
+ * | `GET /v1/generations/:id/events` | event stream, resumable with `Last-Event-ID` |
+ * | `GET /v1/generations/:id/video` | the clip, with byte ranges |
+ * | `DELETE /v1/generations/:id` | cancel |
+ * | `GET /healthz`, `/readyz`, `/metrics` | probes and Prometheus metrics (no token) |
+ * | `GET /openapi.json` | the OpenAPI 3.1 document |
+ * | `GET /` | the demo page (no token: it holds no data and asks for the token itself) |
+ *
+ * @example
+ * ```ts
+ * import { createApp } from "./functions/app.ts";
+ * const app = createApp({ queue, model, metrics, heartbeatMs: 15_000, ... });
+ * Deno.serve({ port: 8000 }, app.fetch);
+ * ```
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import { demoPage } from "./demo_page.ts";
+import { toHttpError } from "./errors.ts";
+import type { JobQueue } from "./jobs/job_queue.ts";
+import type { LogFields } from "./jobs/worker_loop.ts";
+import type { Metrics } from "./metrics.ts";
+import { bearerAuth } from "./middleware/bearer_auth.ts";
+import type { UploadModel } from "./multipart.ts";
+import { generationRoutes } from "./routes/generations.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { openApiRoutes } from "./routes/openapi.ts";
+
+/** Everything the app uses; `main.ts` wires the real ones, tests fakes. */
+export interface AppDeps {
+  readonly queue: JobQueue;
+  /** The loaded model: its name and sampling defaults. */
+  readonly model: UploadModel;
+  readonly metrics: Metrics;
+  /** Execution provider in use (or the setting while loading), for `/readyz` and `svd_provider_info`. */
+  readonly provider: string | (() => string);
+  /** True once the models are loaded. */
+  readonly inferenceReady: () => boolean;
+  /** Bearer token; undefined = no auth. */
+  readonly apiToken?: string;
+  readonly maxUploadBytes: number;
+  readonly maxPixels: number;
+  /** SSE comment heartbeat interval, in milliseconds. */
+  readonly heartbeatMs: number;
+  /** True while shutting down (new generations get 503, `/readyz` 503). Default: never. */
+  readonly draining?: () => boolean;
+  /** Where unexpected errors are logged (default: JSON lines on stderr). */
+  readonly log?: (fields: LogFields) => void;
+}
+
+/** Paths served without a token. */
+export const OPEN_PATHS: readonly string[] = ["/healthz", "/readyz", "/metrics", "/"];
+
+/** Builds the app; see the module doc. */
+export function createApp(deps: AppDeps): Hono {
+  const draining = deps.draining ?? (() => false);
+  const log = deps.log ?? ((fields) => console.error(JSON.stringify(fields)));
+  const app = new Hono();
+
+  app.onError((error, c) => {
+    const http = toHttpError(error);
+    if (http.status >= 500 && http.code !== "shutting_down") {
+      log({
+        event: "request_failed",
+        method: c.req.method,
+        path: c.req.path,
+        status: http.status,
+        error: String(error),
+      });
+    }
+    return http.getResponse();
+  });
+  app.notFound((c) =>
+    c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404)
+  );
+
+  app.use(bearerAuth({ token: deps.apiToken, open: OPEN_PATHS }));
+  app.get("/", (c) => c.html(demoPage()));
+  app.route("/", healthRoutes({ ...deps, modelName: deps.model.name, draining }));
+  app.route("/", openApiRoutes());
+  app.route("/v1/generations", generationRoutes({ ...deps, draining }));
+  return app;
+}

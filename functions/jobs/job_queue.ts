@@ -1,0 +1,175 @@
+/**
+ * The job queue and store behind the HTTP function: one interface, two implementations — embedded
+ * (in-process, the default) and Redis Streams (when `REDIS_URL` is set; shared by many API
+ * instances and GPU workers). HTTP handlers and the worker loop only see this interface.
+ *
+ * Redis mapping this interface is designed for: `submit` = XADD to a jobs stream with a consumer
+ * group, `take` = XREADGROUP BLOCK, `complete` = XACK, `release` = leave pending for XAUTOCLAIM /
+ * re-add, `publish` = XADD to the job's event stream (entry ids are the SSE ids), `events` = XRANGE
+ * after the last id then XREAD BLOCK, `get`/`update` = a status hash, `requestCancel` = a cancel
+ * flag the worker checks between steps and decode chunks, `putVideo` = a key with an expiry; every
+ * key expires after the retention time.
+ *
+ * @module
+ */
+
+import type { SamplingParams } from "../../pipeline/config/mod.ts";
+import type { SizePolicy } from "../../pipeline/image/size_policy.ts";
+import type { VideoFormat } from "../../pipeline/video/mod.ts";
+
+/** Lifecycle of a job. Terminal: `done`, `error`, `cancelled`. */
+export type JobStatus = "queued" | "running" | "done" | "error" | "cancelled";
+
+/** True for `done`, `error` and `cancelled`. */
+export function isTerminal(status: JobStatus): boolean {
+  return status === "done" || status === "error" || status === "cancelled";
+}
+
+/** A validated generation request (everything but the image bytes). */
+export interface JobRequest {
+  /** Model name (the loaded model directory's `model.json` name). */
+  readonly model: string;
+  /** Resolved sampling parameters, seed included. */
+  readonly params: SamplingParams;
+  readonly format: VideoFormat;
+  readonly size: SizePolicy;
+  readonly preview: "latent" | "none";
+  /** Keep generating when the client that started a streaming POST disconnects. */
+  readonly keepRunning: boolean;
+  /** Video quality for mp4/webm; undefined = the encoder's default. */
+  readonly crf?: number;
+}
+
+/** Event names of a job's stream, in the order they can appear. */
+export type JobEventType =
+  | "queued"
+  | "started"
+  | "step"
+  | "decoding"
+  | "encoding"
+  | "done"
+  | "error"
+  | "cancelled";
+
+/** One event of a job's stream; `id` is monotonic within the job (the SSE id). */
+export interface JobEvent {
+  readonly id: string;
+  readonly type: JobEventType;
+  readonly data: Readonly<Record<string, unknown>>;
+}
+
+/** True for the events that end a job's stream. */
+export function isTerminalEvent(type: JobEventType): boolean {
+  return type === "done" || type === "error" || type === "cancelled";
+}
+
+/** What the store knows of a job (the status JSON is built from it). */
+export interface JobRecord {
+  readonly id: string;
+  readonly status: JobStatus;
+  readonly request: JobRequest;
+  /** Milliseconds since the epoch. */
+  readonly createdAt: number;
+  readonly startedAt?: number;
+  readonly finishedAt?: number;
+  /** Set when status is `error`. */
+  readonly error?: { readonly code: string; readonly message: string };
+  /** Set when status is `done`. */
+  readonly video?: {
+    readonly format: VideoFormat;
+    readonly bytes: number;
+    readonly contentType: string;
+  };
+  /** Worker that runs or ran the job. */
+  readonly worker?: string;
+  /** How many times a worker took it (a reclaimed job runs again once). */
+  readonly attempts: number;
+}
+
+/** Fields a worker updates as a job progresses. */
+export type JobPatch = Partial<
+  Pick<JobRecord, "status" | "startedAt" | "finishedAt" | "error" | "video" | "worker">
+>;
+
+/** A job taken by a worker, with the uploaded image. */
+export interface ClaimedJob {
+  readonly record: JobRecord;
+  readonly image: Uint8Array;
+}
+
+/** A finished clip. */
+export interface StoredVideo {
+  readonly bytes: Uint8Array;
+  readonly contentType: string;
+  readonly format: VideoFormat;
+}
+
+/** Queue-wide counts (cluster-wide for Redis). */
+export interface QueueStats {
+  readonly queued: number;
+  readonly running: number;
+}
+
+/** The queue is at capacity: the HTTP layer answers 429 with `Retry-After`. */
+export class QueueFullError extends Error {
+  /** Suggested wait before retrying, in seconds. */
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "QueueFullError";
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** The backing store cannot be reached (Redis down): the HTTP layer answers 503. */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "StoreUnavailableError";
+  }
+}
+
+/** Job queue, event log, status records and results of the service. */
+export interface JobQueue {
+  /**
+   * Adds a queued job with its image and publishes its `queued` event ({position}).
+   * @throws {QueueFullError} when `queued + running` would exceed the capacity.
+   */
+  submit(request: JobRequest, image: Uint8Array): Promise<JobRecord>;
+  /** The job's record, undefined when unknown or expired. */
+  get(id: string): Promise<JobRecord | undefined>;
+  /** 1-based position among queued jobs (cluster-wide), undefined when not queued. */
+  position(id: string): Promise<number | undefined>;
+  /** Waits for the next queued job for `worker`; undefined when `signal` aborts first. */
+  take(worker: string, signal: AbortSignal): Promise<ClaimedJob | undefined>;
+  /** Acknowledges a job the worker finished (after its terminal event is published). */
+  complete(job: ClaimedJob): Promise<void>;
+  /** Hands an unfinished job back to the queue (worker shutdown), to be run again from the start. */
+  release(job: ClaimedJob): Promise<void>;
+  /** Updates the job's record. */
+  update(id: string, patch: JobPatch): Promise<void>;
+  /** Appends an event to the job's stream and returns it with its id. */
+  publish(id: string, type: JobEventType, data: Record<string, unknown>): Promise<JobEvent>;
+  /**
+   * The job's events after `afterId` (exclusive; from the start when undefined): first the stored
+   * ones, then live ones, ending after a terminal event or when `signal` aborts.
+   */
+  events(id: string, afterId: string | undefined, signal: AbortSignal): AsyncIterable<JobEvent>;
+  /**
+   * Asks for cancellation. A queued job is cancelled at once (its `cancelled` event published); a
+   * running job's worker sees `cancelRequested` between steps and decode chunks.
+   * @returns the record after the request, undefined for an unknown job.
+   */
+  requestCancel(id: string): Promise<JobRecord | undefined>;
+  /** True once cancellation of the job was asked for. */
+  cancelRequested(id: string): Promise<boolean>;
+  /** Stores the finished clip (kept for the retention time). */
+  putVideo(id: string, video: StoredVideo): Promise<void>;
+  /** The finished clip, undefined when absent or expired. */
+  getVideo(id: string): Promise<StoredVideo | undefined>;
+  stats(): Promise<QueueStats>;
+  /** Whether the store answers (always true for the embedded queue). */
+  ready(): Promise<boolean>;
+  /** Stops timers and connections. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,299 @@
+/**
+ * The embedded {@linkcode JobQueue}: jobs, their event logs, images and finished clips live in
+ * this process's memory. Bounded (`capacity` counts queued and running jobs); FIFO; every event of
+ * a job is kept until the job expires, so a stream can be resumed from any event id; a finished
+ * job (and its clip) is forgotten `retentionMs` after it ended.
+ *
+ * Event ids are the decimal sequence numbers `1`, `2`, … within a job.
+ *
+ * @example
+ * ```ts
+ * import { MemoryJobQueue } from "./memory_job_queue.ts";
+ * const queue = new MemoryJobQueue({ capacity: 9, retentionMs: 3_600_000 });
+ * const record = await queue.submit(request, pngBytes); // publishes "queued" {position: 1}
+ * const job = await queue.take("slot-0", AbortSignal.timeout(1000));
+ * ```
+ *
+ * @module
+ */
+
+import {
+  type ClaimedJob,
+  isTerminal,
+  isTerminalEvent,
+  type JobEvent,
+  type JobEventType,
+  type JobPatch,
+  type JobQueue,
+  type JobRecord,
+  type JobRequest,
+  QueueFullError,
+  type QueueStats,
+  type StoredVideo,
+  StoreUnavailableError,
+} from "./job_queue.ts";
+
+/** Options of {@linkcode MemoryJobQueue}. */
+export interface MemoryJobQueueOptions {
+  /** Most jobs queued and running at once (SLOTS + QUEUE_SIZE); ≥ 1. */
+  readonly capacity: number;
+  /** How long a finished job, its events and its clip are kept, in milliseconds. */
+  readonly retentionMs: number;
+  /** Suggested wait for a client refused with `QueueFullError`, in seconds (default 10). */
+  readonly retryAfterSeconds?: () => number;
+  /** Clock, milliseconds since the epoch (tests). */
+  readonly now?: () => number;
+}
+
+interface Entry {
+  record: JobRecord;
+  image?: Uint8Array;
+  readonly events: JobEvent[];
+  cancelRequested: boolean;
+  video?: StoredVideo;
+  expiry?: ReturnType<typeof setTimeout>;
+  /** Wakes the job's event readers. */
+  readonly listeners: Set<() => void>;
+}
+
+/** In-process job queue and store; see the module doc. */
+export class MemoryJobQueue implements JobQueue {
+  readonly #capacity: number;
+  readonly #retentionMs: number;
+  readonly #retryAfter: () => number;
+  readonly #now: () => number;
+  readonly #jobs = new Map<string, Entry>();
+  /** Ids of queued jobs, oldest first. */
+  readonly #pending: string[] = [];
+  /** Ids of jobs taken by a worker and not yet completed or released. */
+  readonly #claimed = new Set<string>();
+  /** Workers waiting in `take`. */
+  readonly #takers: (() => void)[] = [];
+  #closed = false;
+
+  constructor(options: MemoryJobQueueOptions) {
+    if (!(Number.isInteger(options.capacity) && options.capacity >= 1)) {
+      throw new RangeError(`capacity must be an integer ≥ 1, got ${options.capacity}`);
+    }
+    if (!(options.retentionMs > 0)) {
+      throw new RangeError(`retentionMs must be positive, got ${options.retentionMs}`);
+    }
+    this.#capacity = options.capacity;
+    this.#retentionMs = options.retentionMs;
+    this.#retryAfter = options.retryAfterSeconds ?? (() => 10);
+    this.#now = options.now ?? Date.now;
+  }
+
+  // deno-lint-ignore require-await
+  async submit(request: JobRequest, image: Uint8Array): Promise<JobRecord> {
+    if (this.#closed) throw new StoreUnavailableError("The job queue is closed (shutting down)");
+    if (this.#pending.length + this.#claimed.size >= this.#capacity) {
+      throw new QueueFullError(
+        `The queue is full (${this.#capacity} jobs queued or running); retry later`,
+        this.#retryAfter(),
+      );
+    }
+    const id = crypto.randomUUID();
+    const record: JobRecord = {
+      id,
+      status: "queued",
+      request,
+      createdAt: this.#now(),
+      attempts: 0,
+    };
+    this.#jobs.set(id, {
+      record,
+      image,
+      events: [],
+      cancelRequested: false,
+      listeners: new Set(),
+    });
+    this.#pending.push(id);
+    this.#append(id, "queued", { position: this.#pending.length });
+    this.#takers.shift()?.();
+    return record;
+  }
+
+  get(id: string): Promise<JobRecord | undefined> {
+    return Promise.resolve(this.#jobs.get(id)?.record);
+  }
+
+  position(id: string): Promise<number | undefined> {
+    const index = this.#pending.indexOf(id);
+    return Promise.resolve(index < 0 ? undefined : index + 1);
+  }
+
+  async take(worker: string, signal: AbortSignal): Promise<ClaimedJob | undefined> {
+    while (!signal.aborted && !this.#closed) {
+      const id = this.#pending.shift();
+      if (id !== undefined) {
+        const entry = this.#jobs.get(id)!;
+        entry.record = { ...entry.record, worker, attempts: entry.record.attempts + 1 };
+        this.#claimed.add(id);
+        return { record: entry.record, image: entry.image ?? new Uint8Array() };
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener("abort", wake);
+          const index = this.#takers.indexOf(wake);
+          if (index >= 0) this.#takers.splice(index, 1);
+          resolve();
+        };
+        this.#takers.push(wake);
+        signal.addEventListener("abort", wake, { once: true });
+      });
+    }
+    return undefined;
+  }
+
+  complete(job: ClaimedJob): Promise<void> {
+    const id = job.record.id;
+    this.#claimed.delete(id);
+    const entry = this.#jobs.get(id);
+    if (entry) entry.image = undefined;
+    return Promise.resolve();
+  }
+
+  release(job: ClaimedJob): Promise<void> {
+    const id = job.record.id;
+    this.#claimed.delete(id);
+    const entry = this.#jobs.get(id);
+    if (!entry || isTerminal(entry.record.status) || this.#closed) return Promise.resolve();
+    entry.record = { ...entry.record, status: "queued", startedAt: undefined, worker: undefined };
+    this.#pending.unshift(id);
+    this.#append(id, "queued", { position: 1 });
+    this.#takers.shift()?.();
+    return Promise.resolve();
+  }
+
+  update(id: string, patch: JobPatch): Promise<void> {
+    const entry = this.#jobs.get(id);
+    if (!entry) return Promise.resolve();
+    const wasTerminal = isTerminal(entry.record.status);
+    entry.record = { ...entry.record, ...patch };
+    if (!wasTerminal && isTerminal(entry.record.status)) this.#scheduleExpiry(id, entry);
+    return Promise.resolve();
+  }
+
+  publish(id: string, type: JobEventType, data: Record<string, unknown>): Promise<JobEvent> {
+    if (!this.#jobs.has(id)) {
+      return Promise.reject(new RangeError(`Cannot publish "${type}": no job "${id}"`));
+    }
+    return Promise.resolve(this.#append(id, type, data));
+  }
+
+  async *events(
+    id: string,
+    afterId: string | undefined,
+    signal: AbortSignal,
+  ): AsyncGenerator<JobEvent> {
+    const entry = this.#jobs.get(id);
+    if (!entry) return;
+    const after = Number(afterId);
+    // Ids are 1-based sequence numbers: the event with id n is at index n - 1.
+    let next = afterId !== undefined && Number.isInteger(after) && after > 0 ? after : 0;
+    while (!signal.aborted) {
+      while (next < entry.events.length) {
+        const event = entry.events[next++];
+        yield event;
+        if (isTerminalEvent(event.type)) return;
+      }
+      const last = entry.events.at(-1);
+      if ((last && isTerminalEvent(last.type)) || this.#closed || !this.#jobs.has(id)) return;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          entry.listeners.delete(wake);
+          signal.removeEventListener("abort", wake);
+          resolve();
+        };
+        entry.listeners.add(wake);
+        signal.addEventListener("abort", wake, { once: true });
+      });
+    }
+  }
+
+  requestCancel(id: string): Promise<JobRecord | undefined> {
+    const entry = this.#jobs.get(id);
+    if (!entry) return Promise.resolve(undefined);
+    if (isTerminal(entry.record.status)) return Promise.resolve(entry.record);
+    entry.cancelRequested = true;
+    const index = this.#pending.indexOf(id);
+    if (index >= 0) {
+      // Queued: nobody runs it, so it is cancelled here and now.
+      this.#pending.splice(index, 1);
+      this.#finish(id, entry);
+    }
+    return Promise.resolve(entry.record);
+  }
+
+  cancelRequested(id: string): Promise<boolean> {
+    return Promise.resolve(this.#jobs.get(id)?.cancelRequested ?? false);
+  }
+
+  putVideo(id: string, video: StoredVideo): Promise<void> {
+    const entry = this.#jobs.get(id);
+    if (entry) entry.video = video;
+    return Promise.resolve();
+  }
+
+  getVideo(id: string): Promise<StoredVideo | undefined> {
+    return Promise.resolve(this.#jobs.get(id)?.video);
+  }
+
+  stats(): Promise<QueueStats> {
+    return Promise.resolve({ queued: this.#pending.length, running: this.#claimed.size });
+  }
+
+  ready(): Promise<boolean> {
+    return Promise.resolve(!this.#closed);
+  }
+
+  /**
+   * Cancels every job that has not ended (they would be lost with the process: their streams get
+   * `cancelled`), ends every event stream and waiting worker, and stops the expiry timers.
+   */
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    for (const [id, entry] of this.#jobs) {
+      if (!isTerminal(entry.record.status)) this.#finish(id, entry);
+    }
+    this.#closed = true;
+    this.#pending.length = 0;
+    for (const wake of this.#takers.splice(0)) wake();
+    for (const entry of this.#jobs.values()) {
+      clearTimeout(entry.expiry);
+      for (const wake of [...entry.listeners]) wake();
+    }
+    return Promise.resolve();
+  }
+
+  /** Number of jobs held (any status), for tests of the retention. */
+  get size(): number {
+    return this.#jobs.size;
+  }
+
+  #finish(id: string, entry: Entry): void {
+    entry.record = { ...entry.record, status: "cancelled", finishedAt: this.#now() };
+    entry.image = undefined;
+    this.#append(id, "cancelled", {});
+    this.#scheduleExpiry(id, entry);
+  }
+
+  #append(id: string, type: JobEventType, data: Record<string, unknown>): JobEvent {
+    const entry = this.#jobs.get(id)!;
+    const event: JobEvent = { id: String(entry.events.length + 1), type, data };
+    entry.events.push(event);
+    for (const wake of [...entry.listeners]) wake();
+    return event;
+  }
+
+  #scheduleExpiry(id: string, entry: Entry): void {
+    clearTimeout(entry.expiry);
+    entry.expiry = setTimeout(() => {
+      this.#jobs.delete(id);
+      for (const wake of [...entry.listeners]) wake();
+    }, this.#retentionMs);
+    // Retention alone must not keep the process (or a test) alive.
+    Deno.unrefTimer(entry.expiry);
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * A job's events as a `text/event-stream` response: `retry:` once, then every event with its
+ * `id:` (the queue's monotonic event id), `event:` and one `data:` line of JSON, a comment
+ * heartbeat every `heartbeatMs` while nothing else is sent, and the end of the stream after a
+ * terminal event. `afterId` (from `Last-Event-ID`) resumes after that event: stored events are
+ * replayed, then live ones follow.
+ *
+ * The stream reads events only as fast as the client takes them. When the client goes away, the
+ * stream is cancelled, the queue subscription is closed and `onClientGone` runs (a streaming POST
+ * uses it to cancel its job).
+ *
+ * @example
+ * ```ts
+ * import { sseResponse } from "./sse.ts";
+ * return sseResponse(queue, id, { afterId: c.req.header("Last-Event-ID"), heartbeatMs: 15_000 });
+ * ```
+ *
+ * @module
+ */
+
+import type { JobEvent, JobQueue } from "./jobs/job_queue.ts";
+
+/** Options of {@linkcode sseResponse}. */
+export interface SseOptions {
+  /** Resume after this event id (exclusive). */
+  readonly afterId?: string;
+  /** Interval of the comment heartbeat, in milliseconds. */
+  readonly heartbeatMs: number;
+  /** Reconnection delay suggested to EventSource clients, in milliseconds (default 2000). */
+  readonly retryMs?: number;
+  /** Called once if the client leaves before the stream ended. */
+  readonly onClientGone?: () => void;
+  /**
+   * The request's signal: its abort (the connection closed; Deno aborts it only on disconnect
+   * with the `no-legacy-abort` unstable flag) counts as the client leaving, in case the body
+   * stream is not cancelled, e.g. when the client leaves before the response started.
+   */
+  readonly clientSignal?: AbortSignal;
+  /** Extra response headers. */
+  readonly headers?: Record<string, string>;
+  /** Response status (default 200). */
+  readonly status?: number;
+}
+
+/** Headers of every event stream. */
+export const SSE_HEADERS: Readonly<Record<string, string>> = {
+  "Content-Type": "text/event-stream; charset=utf-8",
+  "Cache-Control": "no-cache, no-transform",
+  // Tells nginx-style proxies not to buffer the stream.
+  "X-Accel-Buffering": "no",
+};
+
+/** The SSE wire form of one event. */
+export function formatSseEvent(event: JobEvent): string {
+  // JSON.stringify never emits a raw newline, so one data line is always enough.
+  return `id: ${event.id}\nevent: ${event.type}\ndata: ${JSON.stringify(event.data)}\n\n`;
+}
+
+/** The event stream of job `id` as a Response; see the module doc. */
+export function sseResponse(queue: JobQueue, id: string, options: SseOptions): Response {
+  const encoder = new TextEncoder();
+  const subscription = new AbortController();
+  const events = queue.events(id, options.afterId, subscription.signal)[Symbol.asyncIterator]();
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let ended = false;
+  const end = () => {
+    ended = true;
+    clearInterval(heartbeat);
+    subscription.abort();
+    options.clientSignal?.removeEventListener("abort", clientLeft);
+  };
+  const clientLeft = () => {
+    if (ended) return;
+    end();
+    options.onClientGone?.();
+  };
+  if (options.clientSignal?.aborted) queueMicrotask(clientLeft);
+  else options.clientSignal?.addEventListener("abort", clientLeft, { once: true });
+
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(encoder.encode(`retry: ${options.retryMs ?? 2000}\n\n`));
+      heartbeat = setInterval(() => {
+        try {
+          controller.enqueue(encoder.encode(": heartbeat\n\n"));
+        } catch {
+          end(); // the stream is already closed
+        }
+      }, options.heartbeatMs);
+    },
+    async pull(controller) {
+      let next: IteratorResult<JobEvent>;
+      try {
+        next = await events.next();
+      } catch (error) {
+        end();
+        controller.error(error);
+        return;
+      }
+      if (ended) return;
+      if (next.done) {
+        end();
+        controller.close();
+        return;
+      }
+      controller.enqueue(encoder.encode(formatSseEvent(next.value)));
+    },
+    async cancel() {
+      clientLeft();
+      await events.return?.();
+    },
+  }, { highWaterMark: 0 });
+
+  return new Response(body, {
+    status: options.status ?? 200,
+    headers: { ...SSE_HEADERS, ...options.headers },
+  });
+}

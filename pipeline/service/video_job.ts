@@ -1,0 +1,211 @@
+/**
+ * One generation as a service runs it, without HTTP: uploaded image bytes and a validated request
+ * in, progress events and the encoded clip's bytes out. Composes what `deno task i2v` composes —
+ * `prepareImage` → `generateVideo` → `encodeVideo` — with the clip written to a temporary file
+ * (ffmpeg writes files atomically) and read back.
+ *
+ * @example
+ * ```ts
+ * import { runVideoJob } from "./video_job.ts";
+ * const clip = await runVideoJob(png, { params, format: "mp4", size: "cover", preview: "none" }, {
+ *   networks: client,
+ *   model: { scaleFactor: 0.18215, sigmaMin: 0.002, sigmaMax: 700, rho: 7 },
+ *   maxPixels: 16e6,
+ *   onEvent: (event) => console.log(event.type),
+ * });
+ * clip.contentType; // "video/mp4"
+ * ```
+ *
+ * @module
+ */
+
+import type { SamplingParams } from "../config/mod.ts";
+import {
+  generateVideo,
+  type GenerationEvent,
+  type ModelConstants,
+  type NetworkRunner,
+} from "../generate.ts";
+import { prepareImage } from "../image/prepare_image.ts";
+import type { SizePolicy } from "../image/size_policy.ts";
+import { encodeVideo, type VideoFormat } from "../video/mod.ts";
+
+/** Formats a service returns as one file (`frames`, a folder of PNGs, is CLI-only). */
+export const CLIP_FORMATS = ["mp4", "webm", "gif"] as const;
+
+/** One of {@linkcode CLIP_FORMATS}. */
+export type ClipFormat = (typeof CLIP_FORMATS)[number];
+
+/** Content-Type of each clip format. */
+export const CLIP_CONTENT_TYPES: Readonly<Record<ClipFormat, string>> = {
+  mp4: "video/mp4",
+  webm: "video/webm",
+  gif: "image/gif",
+};
+
+/** What to generate (the queue's `JobRequest` has these fields). */
+export interface VideoJobSpec {
+  /** Resolved parameters; `width` × `height` is the target the size policy aims at. */
+  readonly params: SamplingParams;
+  readonly format: VideoFormat;
+  readonly size: SizePolicy;
+  /** `latent`: every `step` event carries one preview data URL per frame. */
+  readonly preview: "latent" | "none";
+  /** Quality for mp4/webm; undefined = the encoder's default. */
+  readonly crf?: number;
+}
+
+/** Progress of a job: the generation's events, then `encoding`. */
+export type VideoJobEvent = GenerationEvent | { readonly type: "encoding" };
+
+/** Wall-clock split of a job, in milliseconds. */
+export interface VideoJobTimings {
+  readonly preparingMs: number;
+  readonly conditioningMs: number;
+  readonly samplingMs: number;
+  readonly decodingMs: number;
+  readonly encodingMs: number;
+  readonly totalMs: number;
+}
+
+/** The encoded clip. */
+export interface VideoJobResult {
+  readonly bytes: Uint8Array;
+  readonly format: ClipFormat;
+  readonly contentType: string;
+  readonly seed: number;
+  readonly width: number;
+  readonly height: number;
+  readonly frames: number;
+  readonly fps: number;
+  readonly timings: VideoJobTimings;
+}
+
+/** Options of {@linkcode runVideoJob}. */
+export interface VideoJobOptions {
+  readonly networks: NetworkRunner;
+  readonly model: ModelConstants;
+  /** Largest width × height of the uploaded image, checked on its header before decoding. */
+  readonly maxPixels: number;
+  readonly onEvent?: (event: VideoJobEvent) => void;
+  /** Stops the job between steps, between decode chunks and during the encode. */
+  readonly signal?: AbortSignal;
+  /** Where the temporary clip is written (default: the system's temporary directory). */
+  readonly tempDir?: string;
+}
+
+/**
+ * Runs one job: decode and size the image, generate, encode, read the clip back.
+ *
+ * @param image the uploaded file (PNG, JPEG or WebP)
+ * @throws {RangeError} for `spec.format` "frames"
+ * @throws {UnsupportedImageError | ImageTooLargeError} for an image that cannot be used
+ * @throws {GenerationCancelledError} when `signal` aborts
+ * @throws {InferenceWorkerError} when the inference worker dies
+ * @throws {FfmpegError | FfmpegNotFoundError} when the encode fails
+ */
+export async function runVideoJob(
+  image: Uint8Array,
+  spec: VideoJobSpec,
+  options: VideoJobOptions,
+): Promise<VideoJobResult> {
+  const format = spec.format;
+  if (!isClipFormat(format)) {
+    throw new RangeError(`format must be one of ${CLIP_FORMATS.join(", ")}, got "${format}"`);
+  }
+  const { params } = spec;
+  const { signal } = options;
+  const emit = options.onEvent ?? (() => {});
+  const started = performance.now();
+
+  // 1. The image at the model's size (the header's pixel count is checked before decoding).
+  const prepared = await prepareImage(image, {
+    width: params.width,
+    height: params.height,
+    policy: spec.size,
+    maxPixels: options.maxPixels,
+  });
+  const preparedAt = performance.now();
+
+  // 2. The frames; `native`/`contain` may change the size, so the params follow the image.
+  const video = await generateVideo({
+    image: prepared.tensor,
+    params: { ...params, width: prepared.width, height: prepared.height },
+    model: options.model,
+    networks: options.networks,
+    previews: spec.preview === "latent",
+    onEvent: emit,
+    signal,
+  });
+
+  // 3. The clip, through a temporary file that is always removed.
+  emit({ type: "encoding" });
+  const encodeStarted = performance.now();
+  const dir = await Deno.makeTempDir({ dir: options.tempDir, prefix: "svd_job_" });
+  try {
+    const encoded = await encodeVideo(video.frames, {
+      width: video.width,
+      height: video.height,
+      fps: params.fps,
+      format,
+      out: `${dir}/clip.${format}`,
+      crf: spec.crf,
+      signal,
+    });
+    const bytes = await Deno.readFile(encoded.path);
+    const finished = performance.now();
+    return {
+      bytes,
+      format,
+      contentType: CLIP_CONTENT_TYPES[format],
+      seed: video.seed,
+      width: video.width,
+      height: video.height,
+      frames: encoded.frames,
+      fps: encoded.fps,
+      timings: {
+        preparingMs: Math.round(preparedAt - started),
+        conditioningMs: video.timings.conditioningMs,
+        samplingMs: video.timings.samplingMs,
+        decodingMs: video.timings.decodingMs,
+        encodingMs: Math.round(finished - encodeStarted),
+        totalMs: Math.round(finished - started),
+      },
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Runs a job on whatever client is live when it starts (the service's worker loop calls it). */
+export type VideoJobRunner = (
+  image: Uint8Array,
+  spec: VideoJobSpec,
+  context: { readonly signal: AbortSignal; readonly onEvent: (event: VideoJobEvent) => void },
+) => Promise<VideoJobResult>;
+
+/**
+ * A {@linkcode VideoJobRunner} that takes the network runner from `networks()` for every job (an
+ * `InferenceEngine`'s `acquire`, which replaces a dead worker) and runs {@linkcode runVideoJob}.
+ */
+export function videoJobRunner(options: {
+  readonly networks: () => Promise<NetworkRunner>;
+  readonly model: ModelConstants;
+  readonly maxPixels: number;
+  readonly tempDir?: string;
+}): VideoJobRunner {
+  return async (image, spec, { signal, onEvent }) =>
+    runVideoJob(image, spec, {
+      networks: await options.networks(),
+      model: options.model,
+      maxPixels: options.maxPixels,
+      tempDir: options.tempDir,
+      signal,
+      onEvent,
+    });
+}
+
+/** True for the formats a service can return. */
+export function isClipFormat(format: string): format is ClipFormat {
+  return (CLIP_FORMATS as readonly string[]).includes(format);
+}

@@ -1,0 +1,135 @@
+/**
+ * The worker loop on fake runners: every job ends with exactly one terminal event whatever the
+ * runner does, failures do not stop the loop, and `stop` drains then cancels.
+ */
+
+import assert from "node:assert/strict";
+import type { JobEvent, JobRequest } from "../../functions/jobs/job_queue.ts";
+import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
+import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
+import { ParameterError } from "../../pipeline/config/mod.ts";
+import type { VideoJobRunner } from "../../pipeline/service/video_job.ts";
+import { fakeRunner, waitFor } from "./_service.ts";
+
+const REQUEST: JobRequest = {
+  model: "tiny",
+  params: {
+    numFrames: 4,
+    numSteps: 3,
+    minGuidance: 1,
+    maxGuidance: 2.5,
+    guider: "linear",
+    fps: 7,
+    motionBucketId: 127,
+    condAug: 0.02,
+    decodingT: 3,
+    width: 128,
+    height: 64,
+    seed: 23,
+  },
+  format: "mp4",
+  size: "cover",
+  preview: "latent",
+  keepRunning: false,
+};
+
+async function events(queue: MemoryJobQueue, id: string): Promise<JobEvent[]> {
+  const out: JobEvent[] = [];
+  for await (const event of queue.events(id, undefined, new AbortController().signal)) {
+    out.push(event);
+  }
+  return out;
+}
+
+function setup(run: VideoJobRunner, slots = 1) {
+  const queue = new MemoryJobQueue({ capacity: 10, retentionMs: 10_000 });
+  const logs: Record<string, unknown>[] = [];
+  const loop = new WorkerLoop({ queue, slots, run, log: (l) => void logs.push(l), name: "t" });
+  loop.start();
+  return {
+    queue,
+    loop,
+    logs,
+    async [Symbol.asyncDispose]() {
+      await loop.stop({ drainMs: 10_000, cancelAfterMs: 0 });
+      await queue.close();
+    },
+  };
+}
+
+Deno.test("a runner that throws ends its job with an error event and the loop takes the next job", async () => {
+  let calls = 0;
+  const good = fakeRunner();
+  await using t = setup((image, spec, context) => {
+    if (calls++ === 0) throw new ParameterError("steps", 0, "is out of range", "1..200");
+    return good(image, spec, context);
+  });
+  const first = await t.queue.submit(REQUEST, new Uint8Array());
+  const second = await t.queue.submit(REQUEST, new Uint8Array());
+  const failed = await events(t.queue, first.id);
+  assert.deepEqual(failed.map((e) => e.type), ["queued", "error"]);
+  assert.equal(failed[1].data.code, "invalid_parameter");
+  assert.equal((await t.queue.get(first.id))?.status, "error");
+  const ok = await events(t.queue, second.id);
+  assert.equal(ok.at(-1)?.type, "done");
+  assert.equal((await t.queue.get(second.id))?.status, "done");
+});
+
+Deno.test("an event the runner emits after it settled is not published after the terminal event", async () => {
+  const inner = fakeRunner();
+  await using t = setup(async (image, spec, context) => {
+    const result = await inner(image, spec, context);
+    setTimeout(() =>
+      context.onEvent({
+        type: "step",
+        step: 9,
+        total: 9,
+        sigma: 0,
+        elapsedMs: 0,
+        etaMs: 0,
+      }), 0);
+    return result;
+  });
+  const { id } = await t.queue.submit(REQUEST, new Uint8Array());
+  const all = await events(t.queue, id);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const again = await events(t.queue, id);
+  assert.equal(all.at(-1)?.type, "done");
+  assert.deepEqual(again, all, "nothing after done");
+});
+
+Deno.test("stop() lets a running job finish within the drain window", async () => {
+  await using t = setup(fakeRunner({ stepMs: 20 }));
+  const { id } = await t.queue.submit(REQUEST, new Uint8Array());
+  await waitFor(() => t.loop.busy === 1, "the job running");
+  assert.equal(await t.loop.stop({ drainMs: 30_000, cancelAfterMs: 20_000 }), true);
+  assert.equal((await t.queue.get(id))?.status, "done");
+});
+
+Deno.test("stop() cancels a job still running after cancelAfterMs; it ends with cancelled", async () => {
+  await using t = setup(fakeRunner({ stepMs: 50 }));
+  const { id } = await t.queue.submit({
+    ...REQUEST,
+    params: { ...REQUEST.params, numSteps: 200 },
+  }, new Uint8Array());
+  await waitFor(() => t.loop.busy === 1, "the job running");
+  const started = performance.now();
+  assert.equal(await t.loop.stop({ drainMs: 5000, cancelAfterMs: 100 }), true);
+  assert.ok(performance.now() - started < 2000);
+  const all = await events(t.queue, id);
+  assert.equal(all.at(-1)?.type, "cancelled");
+  assert.equal((await t.queue.get(id))?.status, "cancelled");
+});
+
+Deno.test("a cancel requested through the queue aborts the job's signal", async () => {
+  await using t = setup(fakeRunner({ stepMs: 20 }));
+  const { id } = await t.queue.submit({
+    ...REQUEST,
+    params: { ...REQUEST.params, numSteps: 200 },
+  }, new Uint8Array());
+  await waitFor(async () => (await t.queue.get(id))?.status === "running", "running");
+  await t.queue.requestCancel(id);
+  const all = await events(t.queue, id);
+  assert.equal(all.at(-1)?.type, "cancelled");
+  assert.ok(all.filter((e) => e.type === "step").length < 200);
+});
