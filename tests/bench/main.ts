@@ -4,16 +4,19 @@
  * - `convert-full`: full-size random SVD-XT checkpoint → converter wall time and peak RSS, then
  *   one CPU evaluation of the full-size UNet.
  * - `generate`: the pipeline's own cost next to the networks' on the tiny demo model.
+ * - `cold-start`: the service's start, model load and first request on the tiny demo model.
  *
  * @module
  */
 
+import { coldStart } from "./cold_start.ts";
 import { convertFull } from "./convert_full.ts";
 import { generateOverhead } from "./generate_overhead.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   "convert-full": convertFull,
   generate: generateOverhead,
+  "cold-start": coldStart,
 };
 
 const [name, ...args] = Deno.args;
