@@ -1,0 +1,106 @@
+/**
+ * Every Redis key {@linkcode RedisJobQueue} uses, named in one place (TypeScript and the Lua
+ * scripts both build key names from here).
+ *
+ * ```text
+ * <p>:jobs                STREAM  one entry {id} per job that is queued or running (no TTL; an
+ *   │                             entry is XACKed and XDELed together when its job leaves)
+ *   └─ group "workers"    XREADGROUP delivers entries in order; last-delivered-id splits them:
+ *        entries after last-delivered-id .......... queued  (position = rank among them)
+ *        entries in the PEL (delivered, not acked)  running (owned by a consumer <worker>@<instance>)
+ *
+ * <p>:job:<id>            HASH    the JobRecord: id status request(JSON) createdAt startedAt
+ *                                 finishedAt error(JSON) video(JSON) worker attempts
+ *                                 + internal: entry (its <p>:jobs entry id), released, endedAt
+ * <p>:job:<id>:image      STRING  the uploaded image (deleted when the job ends)
+ * <p>:job:<id>:events     STREAM  {type, data(JSON)}; the entry id is the SSE event id
+ * <p>:job:<id>:cancel     STRING  "1" once cancellation was asked for
+ * <p>:job:<id>:video      HASH    {bytes, contentType, format} of the finished clip
+ *
+ * <p>:worker:<consumer>   STRING  heartbeat of one consumer, PX heartbeatTtlMs, refreshed while
+ *                                 its instance lives; a pending entry whose consumer has no
+ *                                 heartbeat is reclaimed by another worker
+ * ```
+ *
+ * Expiry: the keys of a job share one PEXPIREAT — now + the alive TTL while the job runs (pushed
+ * forward by every write), then `endedAt` + the retention once it ended. Only `<p>:jobs` (bounded by
+ * the capacity) lives forever.
+ *
+ * The scripts build per-job key names from a job id they read from `<p>:jobs`, so the layout needs
+ * a single Redis (standalone or Sentinel), not Redis Cluster.
+ *
+ * @module
+ */
+
+/** Suffixes of a job's keys after `<prefix>:job:<id>`. */
+export const JOB_KEY_SUFFIXES = {
+  record: "",
+  image: ":image",
+  events: ":events",
+  cancel: ":cancel",
+  video: ":video",
+} as const;
+
+/** The keys of one job. */
+export type JobKeys = { readonly [K in keyof typeof JOB_KEY_SUFFIXES]: string };
+
+/** Key names under one prefix. */
+export interface RedisLayout {
+  /** The jobs stream (`<prefix>:jobs`). */
+  readonly jobs: string;
+  /** Prefix of the job keys (`<prefix>:job:`); the Lua scripts append `<id>` and a suffix. */
+  readonly jobPrefix: string;
+  /** Prefix of the heartbeat keys (`<prefix>:worker:`). */
+  readonly workerPrefix: string;
+  /** The keys of job `id`. */
+  job(id: string): JobKeys;
+  /** The heartbeat key of a consumer. */
+  worker(consumer: string): string;
+}
+
+/**
+ * The key names under `prefix`.
+ *
+ * @example
+ * ```ts
+ * import { redisLayout } from "./redis_layout.ts";
+ * redisLayout("svd").job("3f2a").events; // "svd:job:3f2a:events"
+ * ```
+ */
+export function redisLayout(prefix: string): RedisLayout {
+  if (!/^[\w.-]+$/.test(prefix)) {
+    throw new TypeError(`Invalid Redis key prefix "${prefix}": use letters, digits, "_", "-", "."`);
+  }
+  const jobPrefix = `${prefix}:job:`;
+  const workerPrefix = `${prefix}:worker:`;
+  return {
+    jobs: `${prefix}:jobs`,
+    jobPrefix,
+    workerPrefix,
+    job(id) {
+      const base = jobPrefix + id;
+      return {
+        record: base + JOB_KEY_SUFFIXES.record,
+        image: base + JOB_KEY_SUFFIXES.image,
+        events: base + JOB_KEY_SUFFIXES.events,
+        cancel: base + JOB_KEY_SUFFIXES.cancel,
+        video: base + JOB_KEY_SUFFIXES.video,
+      };
+    },
+    worker: (consumer) => workerPrefix + consumer,
+  };
+}
+
+/**
+ * Lua source of `job_keys(job_prefix, id)`, returning the table {record, image, events, cancel,
+ * video} that {@linkcode RedisLayout.job} returns in TypeScript.
+ */
+export function luaJobKeys(): string {
+  const fields = Object.entries(JOB_KEY_SUFFIXES)
+    .map(([name, suffix]) => `${name} = base .. ${JSON.stringify(suffix)}`)
+    .join(", ");
+  return `local function job_keys(job_prefix, id)
+  local base = job_prefix .. id
+  return { ${fields} }
+end`;
+}
