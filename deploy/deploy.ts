@@ -1,5 +1,5 @@
 /**
- * `deno task deploy --target cloudrun|knative|k8s [--image REF] [--dry-run] [--out DIR]
+ * `deno task deploy --target cloudrun|knative|k8s|k8s-scaleout [--image REF] [--dry-run] [--out DIR]
  * [--set KEY=VALUE ...] [--region R] [--project P] [--context C]`: renders the manifests
  * (deploy/render.ts), validates them against their schemas (deploy/validate.ts), writes them as
  * YAML, and, without `--dry-run`, applies them: `gcloud run services replace` for Cloud Run,

@@ -1,12 +1,13 @@
 /**
  * Every deployment manifest of svd-stream, rendered from one set of options: a Knative Service for
  * Cloud Run (`cloudrun`), the same for a Knative cluster with GPU nodes (`knative`), or a plain
- * Kubernetes Deployment + Service + PodDisruptionBudget (`k8s`).
+ * Kubernetes Deployment + Service + PodDisruptionBudget (`k8s`), or the scaled-out layout: CPU API
+ * pods, GPU worker pods scaled by KEDA on the Redis jobs stream, and Redis (`k8s-scaleout`).
  *
  * Options come in raw ({@linkcode RenderOptions}, every field optional but the target), are
  * resolved once with per-target defaults and checked ({@linkcode resolveRenderOptions}), and each
  * target is a function from the resolved options to a list of objects ({@linkcode TARGETS}): a new
- * target (a scaled-out API + GPU workers + Redis + KEDA layout, say) is one more entry there.
+ * target is one more entry there.
  *
  * @example
  * ```ts
@@ -23,6 +24,7 @@ import { PROVIDER_SETTINGS, type ProviderSetting } from "../pipeline/runtime/pro
 import { CLOUD_RUN_MAX_TIMEOUT_SECONDS, CLOUD_RUN_SHUTDOWN_SECONDS } from "./targets/_container.ts";
 import { renderCloudRun } from "./targets/cloudrun.ts";
 import { renderK8s } from "./targets/k8s.ts";
+import { renderK8sScaleout } from "./targets/k8s_scaleout.ts";
 import { renderKnative } from "./targets/knative.ts";
 
 /** A Kubernetes-style object as written to YAML. */
@@ -136,6 +138,42 @@ export interface RenderOptions {
   readonly nodeSelector?: Readonly<Record<string, string>>;
   /** More environment variables. */
   readonly env?: Readonly<Record<string, string>>;
+  /**
+   * `k8s-scaleout` only: a managed Redis, `redis://HOST[:PORT][/DB]` or `rediss://…`, without
+   * credentials (the password comes from `redisSecret`). Default: none, a Redis StatefulSet is
+   * rendered.
+   */
+  readonly redisUrl?: string;
+  /** `k8s-scaleout` only: the Redis password (default `svd-stream-redis`, key `password`). */
+  readonly redisSecret?: Partial<SecretRef>;
+  /** `k8s-scaleout` only: the Redis image of the StatefulSet (default `redis:7.4-alpine`; ≥ 7). */
+  readonly redisImage?: string;
+  /** `k8s-scaleout` only: the Redis pod's memory (default `4Gi`; `maxmemory` is 75 % of it). */
+  readonly redisMemory?: string;
+  /** `k8s-scaleout` only: the Redis data volume (default `10Gi`). */
+  readonly redisStorage?: string;
+  /** `k8s-scaleout` only: API replicas (default 2). */
+  readonly apiReplicas?: number;
+  /** `k8s-scaleout` only: one API pod's resources (default 1 CPU, 2Gi). */
+  readonly apiLimits?: { readonly cpu?: string; readonly memory?: string };
+  /**
+   * `k8s-scaleout` only: KEDA's `lagCount`, queued jobs per worker replica (default `slots`: each
+   * worker takes `slots` jobs at once).
+   */
+  readonly lagCount?: number;
+}
+
+/** The `k8s-scaleout` settings, resolved. */
+export interface ScaleOutOptions {
+  /** A managed Redis (no credentials in it), or undefined: the rendered StatefulSet. */
+  readonly redisUrl: URL | undefined;
+  readonly redisSecret: SecretRef;
+  readonly redisImage: string;
+  readonly redisMemory: string;
+  readonly redisStorage: string;
+  readonly apiReplicas: number;
+  readonly apiLimits: { readonly cpu: string; readonly memory: string };
+  readonly lagCount: number;
 }
 
 /** Options with every default filled in and checked. */
@@ -167,6 +205,7 @@ export interface ResolvedRenderOptions {
   readonly serviceAccount: string | undefined;
   readonly nodeSelector: Readonly<Record<string, string>>;
   readonly env: Readonly<Record<string, string>>;
+  readonly scaleOut: ScaleOutOptions;
 }
 
 /** A parsed `modelLocation`. */
@@ -181,6 +220,7 @@ export const TARGETS = {
   cloudrun: renderCloudRun,
   knative: renderKnative,
   k8s: renderK8s,
+  "k8s-scaleout": renderK8sScaleout,
 } satisfies Record<string, (options: ResolvedRenderOptions) => KubeObject[]>;
 
 /** Renders `options.target`'s manifests. @throws {RangeError | TypeError} for a bad option. */
@@ -221,8 +261,23 @@ export function resolveRenderOptions(options: RenderOptions): ResolvedRenderOpti
   if (!hasTagOrDigest(image)) {
     throw new RangeError(`image = "${image}" has no tag or digest: give one (e.g. ${image}:1.0.0)`);
   }
+  const scaleOut = target === "k8s-scaleout";
   const slots = integer("slots", options.slots ?? 1, 1, 64);
-  const queueSize = integer("queueSize", options.queueSize ?? 4, 0, 10000);
+  const minInstances = integer("minInstances", options.minInstances ?? 0, 0);
+  const maxInstances = integer("maxInstances", options.maxInstances ?? 3, 1);
+  if (minInstances > maxInstances) {
+    throw new RangeError(
+      `minInstances = ${minInstances} is more than maxInstances = ${maxInstances}`,
+    );
+  }
+  // With a shared Redis queue, SLOTS + QUEUE_SIZE bounds the jobs queued and running cluster-wide
+  // (functions/server_config.ts): by default every worker holds what one k8s instance holds.
+  const queueSize = integer(
+    "queueSize",
+    options.queueSize ?? (scaleOut ? maxInstances * (slots + 4) - slots : 4),
+    0,
+    10000,
+  );
   const limits = {
     memory: options.limits?.memory ?? "32Gi",
     cpu: options.limits?.cpu ?? "8",
@@ -238,8 +293,9 @@ export function resolveRenderOptions(options: RenderOptions): ResolvedRenderOpti
     throw new RangeError(`provider = "${provider}" needs a GPU, but limits.gpu = 0`);
   }
   const longest = integer("longestGenerationSeconds", options.longestGenerationSeconds ?? 300, 1);
-  // The last request admitted to a full queue waits for every request ahead of it.
-  const rounds = Math.ceil((slots + queueSize) / slots);
+  // The last request admitted to a full queue waits for every request ahead of it (spread over
+  // every worker when they share a queue).
+  const rounds = Math.ceil((slots + queueSize) / (slots * (scaleOut ? maxInstances : 1)));
   const requestTimeoutSeconds = integer(
     "requestTimeoutSeconds",
     options.requestTimeoutSeconds ??
@@ -260,13 +316,6 @@ export function resolveRenderOptions(options: RenderOptions): ResolvedRenderOpti
     0,
     cloudRun ? CLOUD_RUN_SHUTDOWN_SECONDS - 1 : 3600,
   );
-  const minInstances = integer("minInstances", options.minInstances ?? 0, 0);
-  const maxInstances = integer("maxInstances", options.maxInstances ?? 3, 1);
-  if (minInstances > maxInstances) {
-    throw new RangeError(
-      `minInstances = ${minInstances} is more than maxInstances = ${maxInstances}`,
-    );
-  }
   const model = parseModelLocation(
     options.modelLocation ??
       (cloudRun ? "gs://svd-stream-models/svd_xt" : "pvc:svd-stream-models/svd_xt"),
@@ -327,6 +376,63 @@ export function resolveRenderOptions(options: RenderOptions): ResolvedRenderOpti
     nodeSelector: options.nodeSelector ??
       (limits.gpu > 0 ? { "nvidia.com/gpu.present": "true" } : {}),
     env: options.env ?? {},
+    scaleOut: resolveScaleOut(options, slots),
+  };
+}
+
+const SCALE_OUT_OPTIONS = [
+  "redisUrl",
+  "redisSecret",
+  "redisImage",
+  "redisMemory",
+  "redisStorage",
+  "apiReplicas",
+  "apiLimits",
+  "lagCount",
+] as const;
+
+function resolveScaleOut(options: RenderOptions, slots: number): ScaleOutOptions {
+  if (options.target !== "k8s-scaleout") {
+    const given = SCALE_OUT_OPTIONS.filter((key) => options[key] !== undefined);
+    if (given.length > 0) {
+      throw new RangeError(`${given.join(", ")}: only for target k8s-scaleout`);
+    }
+  }
+  let redisUrl: URL | undefined;
+  if (options.redisUrl !== undefined) {
+    try {
+      redisUrl = new URL(options.redisUrl);
+    } catch { /* reported below */ }
+    if (redisUrl?.protocol !== "redis:" && redisUrl?.protocol !== "rediss:") {
+      throw new RangeError(
+        `redisUrl = "${options.redisUrl}" is not redis://HOST[:PORT][/DB] or rediss://…`,
+      );
+    }
+    if (redisUrl.username !== "" || redisUrl.password !== "") {
+      // Not echoed: it holds a secret.
+      throw new RangeError(
+        "redisUrl must not hold credentials: the password comes from redisSecret (a Secret)",
+      );
+    }
+    if (!/^(\/\d{0,2})?$/.test(redisUrl.pathname) || redisUrl.search || redisUrl.hash) {
+      throw new RangeError(
+        `redisUrl = "${options.redisUrl}": only a database number may follow the host (/0)`,
+      );
+    }
+  }
+  const redisImage = options.redisImage ?? "redis:7.4-alpine";
+  if (!hasTagOrDigest(redisImage)) {
+    throw new RangeError(`redisImage = "${redisImage}" has no tag or digest`);
+  }
+  return {
+    redisUrl,
+    redisSecret: { name: "svd-stream-redis", key: "password", ...options.redisSecret },
+    redisImage,
+    redisMemory: options.redisMemory ?? "4Gi",
+    redisStorage: options.redisStorage ?? "10Gi",
+    apiReplicas: integer("apiReplicas", options.apiReplicas ?? 2, 1, 100),
+    apiLimits: { cpu: "1", memory: "2Gi", ...options.apiLimits },
+    lagCount: integer("lagCount", options.lagCount ?? slots, 1, 10000),
   };
 }
 
@@ -388,6 +494,16 @@ export const SETTABLE_OPTIONS = {
   serviceAccount: "string",
   "nodeSelector.*": "string",
   "env.*": "string",
+  redisUrl: "string",
+  "redisSecret.name": "string",
+  "redisSecret.key": "string",
+  redisImage: "string",
+  redisMemory: "string",
+  redisStorage: "string",
+  apiReplicas: "integer",
+  "apiLimits.cpu": "string",
+  "apiLimits.memory": "string",
+  lagCount: "integer",
 } as const;
 
 /**

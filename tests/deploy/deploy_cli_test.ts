@@ -81,7 +81,7 @@ Deno.test("deno task deploy: a bad option or target is one line, exit 1 or 2", a
     [
       ["--target", "nomad", "--dry-run"],
       2,
-      /^error: --target must be one of cloudrun, knative, k8s, got "nomad"/,
+      /^error: --target must be one of cloudrun, knative, k8s, k8s-scaleout, got "nomad"/,
     ],
     [["--target", "k8s", "--dry-run", "--set", "slots=0"], 1, /^error: slots = 0 is out of range/],
     [
