@@ -3,19 +3,34 @@
  * the model once (`MODEL_DIR`, else the tiny demo model), and serves the HTTP function with an
  * in-process job queue and `SLOTS` worker slots. `/readyz` answers 503 until the model is loaded.
  *
+ * With `REDIS_URL` the queue is the Redis Streams one, shared by every instance, and `ROLE` picks
+ * what this process does (the HTTP handlers and the worker loop are the same code in every mode):
+ *
+ * - `all` (default): HTTP and worker, as above.
+ * - `api`: the HTTP function only. It loads no model (it reads the model's `model.json` for its
+ *   name and sampling defaults) and is ready when Redis answers.
+ * - `worker`: `SLOTS` worker slots taking jobs from Redis; it serves only `/healthz`, `/readyz`
+ *   (model loaded and Redis answering) and `/metrics` on `PORT`.
+ *
  * On SIGTERM (or SIGINT) it drains: new generations get 503, running ones may finish until
- * `DRAIN_SECONDS` (those still running near the end are cancelled), queued ones are cancelled,
- * then it exits 0. It logs one JSON line on stdout at start, when ready, and at shutdown.
+ * `DRAIN_SECONDS` (those still running near the end are cancelled — or, with Redis, handed back to
+ * the queue to run again on another worker, since a job is acknowledged only when done), queued
+ * ones are cancelled (with Redis they stay queued for the other instances), then it exits 0. It
+ * logs one JSON line on stdout at start, when ready, and at shutdown.
  *
  * The converter that used to live here is `deno task convert`.
  *
  * @module
  */
 
+import { Hono } from "hono";
 import { createApp } from "./functions/app.ts";
+import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
+import { RedisJobQueue } from "./functions/jobs/redis_job_queue.ts";
 import { type LogFields, WorkerLoop } from "./functions/jobs/worker_loop.ts";
 import { Metrics } from "./functions/metrics.ts";
+import { healthRoutes } from "./functions/routes/health.ts";
 import { readServerConfig, type ServerConfig } from "./functions/server_config.ts";
 import { ensureDemoModel } from "./pipeline/cli/demo_model.ts";
 import { InferenceClient, type Provider, readModelDirectory } from "./pipeline/runtime/mod.ts";
@@ -30,16 +45,27 @@ function log(fields: LogFields): void {
 
 /** Runs the service until a shutdown signal; see the module doc. */
 export async function main(config: ServerConfig): Promise<void> {
+  const { role } = config;
+  const serves = role !== "worker"; // the HTTP function
+  const works = role !== "api"; // the worker loop and the model
   const modelDir = config.modelDir ?? await ensureDemoModel();
-  const { manifest, dir } = await readModelDirectory(modelDir);
+  // The API reads only model.json (name and sampling defaults), not the graphs.
+  const { manifest, dir } = await readModelDirectory(modelDir, works ? {} : { graphs: [] });
   const modelConfig = manifest.config;
   const metrics = new Metrics();
-  const queue = new MemoryJobQueue({
+  const queueOptions = {
     capacity: config.slots + config.queueSize,
     retentionMs: config.retentionSeconds * 1000,
     // A slot frees up after about one generation.
     retryAfterSeconds: () => Math.ceil(metrics.meanGenerationSeconds ?? 10),
-  });
+  };
+  const shared = config.redisUrl !== undefined;
+  const queue: JobQueue = config.redisUrl === undefined
+    ? new MemoryJobQueue(queueOptions)
+    : await connectRedis(config.redisUrl, {
+      ...queueOptions,
+      claimIdleMs: config.redisClaimIdleMs,
+    });
   // ORT_PROVIDER is resolved on the first load (auto: CUDA, then CPU; an explicit provider that
   // cannot load fails the start); a restart after a worker crash reuses the provider in use.
   let provider: Provider | undefined;
@@ -59,19 +85,26 @@ export async function main(config: ServerConfig): Promise<void> {
     },
   );
   let draining = false;
-  const app = createApp({
-    queue,
-    model: { name: manifest.name, sampling: modelConfig.sampling },
-    metrics,
-    provider: () => provider ?? `${config.provider} (loading)`,
-    inferenceReady: () => engine.ready,
-    apiToken: config.apiToken,
-    maxUploadBytes: config.maxUploadBytes,
-    maxPixels: config.maxPixels,
-    heartbeatMs: config.heartbeatSeconds * 1000,
-    draining: () => draining,
-    log,
-  });
+  const app = serves
+    ? createApp({
+      queue,
+      model: { name: manifest.name, sampling: modelConfig.sampling },
+      metrics,
+      provider: () => works ? provider ?? `${config.provider} (loading)` : "none (api role)",
+      inferenceReady: () => works ? engine.ready : true,
+      apiToken: config.apiToken,
+      maxUploadBytes: config.maxUploadBytes,
+      maxPixels: config.maxPixels,
+      heartbeatMs: config.heartbeatSeconds * 1000,
+      draining: () => draining,
+      log,
+    })
+    : workerApp(queue, metrics, {
+      provider: () => provider ?? `${config.provider} (loading)`,
+      inferenceReady: () => engine.ready,
+      modelName: manifest.name,
+      draining: () => draining,
+    });
   const loop = new WorkerLoop({
     queue,
     slots: config.slots,
@@ -93,6 +126,8 @@ export async function main(config: ServerConfig): Promise<void> {
         event: "start",
         hostname,
         port,
+        role,
+        queue: shared ? "redis" : "memory",
         model: manifest.name,
         model_dir: dir,
         provider: config.provider,
@@ -116,8 +151,12 @@ export async function main(config: ServerConfig): Promise<void> {
     // Most of the window for running jobs; the rest to close streams and connections.
     const finished = await loop.stop({
       drainMs: Math.max(0, drainMs - Math.min(3000, drainMs / 5)),
+      // A shared queue hands unfinished jobs back to the other workers instead of cancelling.
+      atDeadline: shared ? "release" : "cancel",
     });
-    await queue.close(); // queued jobs are cancelled, so their streams end
+    // Embedded: queued jobs are cancelled, so their streams end. Redis: jobs stay for the other
+    // instances; open event streams end and their clients resume elsewhere with Last-Event-ID.
+    await queue.close();
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
     await engine.close().catch(() => {});
     clearTimeout(deadline);
@@ -134,11 +173,16 @@ export async function main(config: ServerConfig): Promise<void> {
     Deno.addSignalListener(signal, () => void shutdown(signal));
   }
 
+  if (!works) {
+    log({ event: "ready", role, model: manifest.name, load_ms: 0 });
+    return;
+  }
   loop.start();
   try {
     const client = await engine.acquire();
     log({
       event: "ready",
+      role,
       model: manifest.name,
       provider: client.provider,
       load_ms: Math.round(performance.now() - started),
@@ -148,6 +192,65 @@ export async function main(config: ServerConfig): Promise<void> {
     log({ event: "load_failed", message: error instanceof Error ? error.message : String(error) });
     Deno.exit(1);
   }
+}
+
+/**
+ * Connects to Redis, retrying every 2 s while it cannot be reached (each failure logged): a
+ * service that starts before its Redis comes up by itself once Redis answers.
+ */
+async function connectRedis(
+  url: string,
+  options: {
+    capacity: number;
+    retentionMs: number;
+    claimIdleMs: number;
+    retryAfterSeconds: () => number;
+  },
+): Promise<RedisJobQueue> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await RedisJobQueue.connect({
+        url,
+        ...options,
+        // A dead worker's heartbeat is gone well before its job may be reclaimed.
+        heartbeatTtlMs: Math.min(15_000, Math.max(50, options.claimIdleMs / 2)),
+      });
+    } catch (error) {
+      log({
+        event: "store_unavailable",
+        attempt,
+        message: error instanceof Error ? error.message : String(error),
+      });
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+}
+
+/** The worker role's HTTP surface: `/healthz`, `/readyz` and `/metrics` only. */
+function workerApp(
+  queue: JobQueue,
+  metrics: Metrics,
+  deps: {
+    provider: () => string;
+    inferenceReady: () => boolean;
+    modelName: string;
+    draining: () => boolean;
+  },
+): Hono {
+  const app = new Hono();
+  app.notFound((c) =>
+    c.json({
+      error: {
+        code: "not_found",
+        message: `No route ${c.req.method} ${c.req.path} (a worker serves only the probes)`,
+      },
+    }, 404)
+  );
+  app.onError((error, c) =>
+    c.json({ error: { code: "internal_error", message: String(error) } }, 503)
+  );
+  app.route("/", healthRoutes({ queue, metrics, ...deps }));
+  return app;
 }
 
 if (import.meta.main) {

@@ -17,6 +17,12 @@
  * | `ORT_PROVIDER` | `auto` | `auto`, `cuda`, `webgpu`, `cpu` (auto: CUDA, then CPU; an explicit one never falls back) |
  * | `DRAIN_SECONDS` | 30 | 0..3600: SIGTERM grace for running jobs |
  * | `HEARTBEAT_SECONDS` | 15 | 0.01..3600: SSE comment interval |
+ * | `ROLE` | `all` | `all` (HTTP and worker in one process), `api` (HTTP only, loads no model), `worker` (runs jobs; serves only `/healthz`, `/readyz`, `/metrics`); `api` and `worker` need `REDIS_URL` |
+ * | `REDIS_URL` | unset: the embedded in-process queue | `redis://[[user]:password@]host[:port][/db]` or `rediss://…`: the Redis Streams queue shared by every instance |
+ * | `REDIS_CLAIM_IDLE_MS` | 30000 | 100..3600000: a job whose worker stopped heartbeating is reclaimed after this long (needs `REDIS_URL`) |
+ *
+ * With `REDIS_URL`, `SLOTS + QUEUE_SIZE` of the instance that accepts a job bounds the jobs queued
+ * and running cluster-wide (give every instance the same values); `SLOTS` is per worker process.
  *
  * @example
  * ```ts
@@ -32,6 +38,12 @@ import { PROVIDER_SETTINGS, type ProviderSetting } from "../pipeline/runtime/pro
 
 /** Execution providers the service accepts (`ORT_PROVIDER`). */
 export const SERVER_PROVIDERS = PROVIDER_SETTINGS;
+
+/** Process roles (`ROLE`). */
+export const SERVER_ROLES = ["all", "api", "worker"] as const;
+
+/** One of {@linkcode SERVER_ROLES}. */
+export type ServerRole = typeof SERVER_ROLES[number];
 
 /** One of {@linkcode SERVER_PROVIDERS}. */
 export type ServerProvider = ProviderSetting;
@@ -52,6 +64,12 @@ export interface ServerConfig {
   readonly provider: ServerProvider;
   readonly drainSeconds: number;
   readonly heartbeatSeconds: number;
+  /** `all`: HTTP and worker; `api`: HTTP only; `worker`: jobs and probes only. */
+  readonly role: ServerRole;
+  /** Undefined: the embedded in-process queue. */
+  readonly redisUrl?: string;
+  /** Idle time after which a dead worker's job is reclaimed (Redis only), in milliseconds. */
+  readonly redisClaimIdleMs: number;
 }
 
 /** The environment variables read, in the order they are documented. */
@@ -68,6 +86,9 @@ export const SERVER_ENV = [
   "ORT_PROVIDER",
   "DRAIN_SECONDS",
   "HEARTBEAT_SECONDS",
+  "ROLE",
+  "REDIS_URL",
+  "REDIS_CLAIM_IDLE_MS",
 ] as const;
 
 /** One or more environment variables have values the service cannot use. */
@@ -130,6 +151,30 @@ export function readServerConfig(env: (name: string) => string | undefined): Ser
   } else if (rawToken !== undefined && /\s/.test(rawToken.trim())) {
     problems.push("API_TOKEN contains whitespace: allowed a token without spaces");
   }
+  const role = (read("ROLE") ?? "all").toLowerCase();
+  if (!(SERVER_ROLES as readonly string[]).includes(role)) {
+    problems.push(
+      `ROLE = ${JSON.stringify(role)} is not supported: allowed ${SERVER_ROLES.join(" | ")}`,
+    );
+  }
+  const redisUrl = read("REDIS_URL");
+  if (redisUrl !== undefined) {
+    let protocol = "";
+    try {
+      protocol = new URL(redisUrl).protocol;
+    } catch { /* reported below */ }
+    if (protocol !== "redis:" && protocol !== "rediss:") {
+      // Not quoted: a Redis URL may hold a password.
+      problems.push(
+        "REDIS_URL is not a Redis URL: allowed redis://[[user]:password@]host[:port][/db] or rediss://…",
+      );
+    }
+  } else if (role === "api" || role === "worker") {
+    problems.push(
+      `ROLE = "${role}" needs REDIS_URL: separate API and worker processes share a Redis queue ` +
+        "(unset ROLE for one process doing both)",
+    );
+  }
   const config: ServerConfig = {
     port: number("PORT", 8000, 0, 65535),
     host: read("HOST") ?? "0.0.0.0",
@@ -143,6 +188,9 @@ export function readServerConfig(env: (name: string) => string | undefined): Ser
     provider: provider as ServerProvider,
     drainSeconds: number("DRAIN_SECONDS", 30, 0, 3600, false),
     heartbeatSeconds: number("HEARTBEAT_SECONDS", 15, 0.01, 3600, false),
+    role: role as ServerRole,
+    redisUrl,
+    redisClaimIdleMs: number("REDIS_CLAIM_IDLE_MS", 30_000, 100, 3_600_000),
   };
   if (problems.length > 0) throw new ServerConfigError(problems);
   return config;

@@ -82,6 +82,12 @@ export interface StopOptions {
    * (default: `drainMs` minus a quarter of it, at most 5 s, so cancelled jobs can end in time).
    */
   readonly cancelAfterMs?: number;
+  /**
+   * What happens to jobs still running at `cancelAfterMs`: `cancel` (default) ends them with a
+   * `cancelled` event; `release` stops them without a terminal event and hands them back to the
+   * queue (`queue.release`), for another worker sharing the queue to run again from the start.
+   */
+  readonly atDeadline?: "cancel" | "release";
 }
 
 /** N slots running jobs from the queue; see the module doc. */
@@ -89,6 +95,8 @@ export class WorkerLoop {
   readonly #options: WorkerLoopOptions;
   readonly #stopping = new AbortController();
   readonly #inFlight = new Map<string, AbortController>();
+  /** Jobs stopped at the drain deadline to be handed back rather than cancelled. */
+  readonly #releasing = new Set<string>();
   readonly #log: (fields: LogFields) => void;
   #slots: Promise<void>[] = [];
 
@@ -124,7 +132,8 @@ export class WorkerLoop {
     this.#stopping.abort(new Error("the worker loop is stopping"));
     const all = Promise.all(this.#slots).then(() => true);
     if (await within(all, cancelAfterMs)) return true;
-    for (const controller of this.#inFlight.values()) {
+    for (const [id, controller] of this.#inFlight) {
+      if (options.atDeadline === "release") this.#releasing.add(id);
       controller.abort(new Error("the service is shutting down"));
     }
     return await within(all, Math.max(0, drainMs - cancelAfterMs));
@@ -152,7 +161,7 @@ export class WorkerLoop {
     const { id, request } = job.record;
     const controller = new AbortController();
     const started = performance.now();
-    let outcome: JobOutcome = "error";
+    let outcome: JobOutcome | "released" = "error";
     let published: Promise<unknown> = Promise.resolve();
     /** Events go out in order; one that cannot be stored is logged, the job goes on. */
     let settled = false;
@@ -220,7 +229,9 @@ export class WorkerLoop {
     } catch (error) {
       settled = true;
       await published;
-      if (error instanceof GenerationCancelledError || controller.signal.aborted) {
+      if (this.#releasing.has(id)) {
+        outcome = "released"; // handed back in `finally`: no terminal event
+      } else if (error instanceof GenerationCancelledError || controller.signal.aborted) {
         outcome = "cancelled";
         await this.#finish(id, "cancelled", {});
       } else {
@@ -231,10 +242,19 @@ export class WorkerLoop {
     } finally {
       clearInterval(poll);
       this.#inFlight.delete(id);
-      await queue.complete(job).catch((error) =>
-        this.#log({ event: "complete_failed", job: id, message: messageOf(error) })
-      );
-      observer?.jobFinished(outcome, (performance.now() - started) / 1000);
+      if (outcome === "released" || (this.#releasing.has(id) && outcome !== "done")) {
+        this.#releasing.delete(id);
+        this.#log({ event: "job_released", job: id, worker });
+        await queue.release(job).catch((error) =>
+          this.#log({ event: "release_failed", job: id, message: messageOf(error) })
+        );
+      } else {
+        this.#releasing.delete(id);
+        await queue.complete(job).catch((error) =>
+          this.#log({ event: "complete_failed", job: id, message: messageOf(error) })
+        );
+        observer?.jobFinished(outcome, (performance.now() - started) / 1000);
+      }
     }
   }
 

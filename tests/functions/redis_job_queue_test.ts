@@ -487,7 +487,8 @@ redisTest(
   async () => {
     await using server = await RedisServer.start();
     await using proxy = new SilentFailureProxy(server.port);
-    const queue = await RedisJobQueue.connect({ ...FAST, url: proxy.url, commandTimeoutMs: 500 });
+    // Loose enough for a loaded 2-core CI machine; the bounded() limits below stay 2× above it.
+    const queue = await RedisJobQueue.connect({ ...FAST, url: proxy.url, commandTimeoutMs: 1500 });
     try {
       const { id } = await queue.submit(REQUEST, IMAGE);
       assert.ok(await queue.take("gpu", AbortSignal.timeout(3000)));

@@ -25,6 +25,9 @@ Deno.test({
       provider: "auto",
       drainSeconds: 30,
       heartbeatSeconds: 15,
+      role: "all",
+      redisUrl: undefined,
+      redisClaimIdleMs: 30_000,
     });
   },
 });
@@ -46,6 +49,9 @@ Deno.test({
       ORT_PROVIDER: "cpu",
       DRAIN_SECONDS: "0",
       HEARTBEAT_SECONDS: "0.5",
+      ROLE: "worker",
+      REDIS_URL: "redis://:secret@10.0.0.5:6380/2",
+      REDIS_CLAIM_IDLE_MS: "1500",
     }));
     assert.deepEqual(config, {
       port: 0,
@@ -60,6 +66,9 @@ Deno.test({
       provider: "cpu",
       drainSeconds: 0,
       heartbeatSeconds: 0.5,
+      role: "worker",
+      redisUrl: "redis://:secret@10.0.0.5:6380/2",
+      redisClaimIdleMs: 1500,
     });
   },
 });
@@ -93,5 +102,50 @@ Deno.test({
         return true;
       },
     );
+  },
+});
+
+Deno.test({
+  name: "readServerConfig() accepts ROLE all | api | worker (any case) and rediss:// URLs",
+  permissions: "none",
+  fn() {
+    const url = "rediss://default:pw@cache.example:6380";
+    for (const role of ["all", "api", "worker"] as const) {
+      const config = readServerConfig(env({ ROLE: role.toUpperCase(), REDIS_URL: url }));
+      assert.equal(config.role, role);
+      assert.equal(config.redisUrl, url);
+    }
+    // `all` without Redis: the embedded queue, as before.
+    assert.equal(readServerConfig(env({ ROLE: "all" })).redisUrl, undefined);
+  },
+});
+
+Deno.test({
+  name:
+    "readServerConfig() refuses an unknown ROLE, api/worker without REDIS_URL, a non-Redis URL (unquoted) and a bad REDIS_CLAIM_IDLE_MS",
+  permissions: "none",
+  fn() {
+    const problems = (values: Record<string, string>) => {
+      try {
+        readServerConfig(env(values));
+      } catch (error) {
+        assert.ok(error instanceof ServerConfigError);
+        return error.problems;
+      }
+      assert.fail("no error");
+    };
+    assert.deepEqual(problems({ ROLE: "gpu" }), [
+      'ROLE = "gpu" is not supported: allowed all | api | worker',
+    ]);
+    for (const role of ["api", "worker"]) {
+      const [problem] = problems({ ROLE: role });
+      assert.match(problem, new RegExp(`^ROLE = "${role}" needs REDIS_URL`));
+    }
+    const [bad] = problems({ REDIS_URL: "http://user:hunter2@host:6379" });
+    assert.match(bad, /^REDIS_URL is not a Redis URL: allowed redis:\/\//);
+    assert.ok(!bad.includes("hunter2"), "the URL (and its password) is not repeated");
+    assert.deepEqual(problems({ REDIS_URL: "redis://h", REDIS_CLAIM_IDLE_MS: "5" }), [
+      'REDIS_CLAIM_IDLE_MS = "5" is out of range: allowed an integer in 100..3600000',
+    ]);
   },
 });
