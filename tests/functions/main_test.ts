@@ -6,90 +6,9 @@
  */
 
 import assert from "node:assert/strict";
+import { MainProcess as Service } from "./_main_process.ts";
 import { SseReader } from "./_sse_client.ts";
 import { inputPng, SMALL, upload, waitFor } from "./_service.ts";
-
-const ROOT = new URL("../..", import.meta.url).pathname;
-const PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-ffi",
-  "--allow-env",
-  "--allow-net",
-  "--allow-run",
-];
-
-/** `main.ts` running in a subprocess, its stdout parsed as JSON lines. */
-class Service implements AsyncDisposable {
-  readonly process: Deno.ChildProcess;
-  readonly lines: Record<string, unknown>[] = [];
-  readonly #reading: Promise<void>;
-  readonly #stderr: Promise<string>;
-
-  constructor(env: Record<string, string>) {
-    const process = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...PERMISSIONS, "main.ts"],
-      cwd: ROOT,
-      env: { PORT: "0", HOST: "127.0.0.1", NO_COLOR: "1", ...env },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.process = process;
-    this.#reading = (async () => {
-      for await (const line of textLines(process.stdout)) {
-        try {
-          this.lines.push(JSON.parse(line));
-        } catch {
-          this.lines.push({ raw: line });
-        }
-      }
-    })();
-    this.#stderr = new Response(process.stderr).text();
-  }
-
-  /** The first log line with `event`, waiting for it. */
-  line(event: string, timeoutMs = 120_000): Promise<Record<string, unknown>> {
-    return waitFor(
-      () => this.lines.find((l) => l.event === event),
-      `log line "${event}"`,
-      timeoutMs,
-    );
-  }
-
-  async url(): Promise<string> {
-    return `http://127.0.0.1:${(await this.line("start")).port}`;
-  }
-
-  /** Exit status and stderr, once the process has ended. */
-  async ended(): Promise<{ status: Deno.CommandStatus; stderr: string }> {
-    const status = await this.process.status;
-    await this.#reading;
-    return { status, stderr: await this.#stderr };
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.process.kill("SIGKILL");
-    } catch {
-      // already ended
-    }
-    await this.ended();
-  }
-}
-
-/** The lines of a byte stream, as they arrive. */
-async function* textLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  let buffer = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    buffer += text;
-    let newline: number;
-    while ((newline = buffer.indexOf("\n")) >= 0) {
-      yield buffer.slice(0, newline);
-      buffer = buffer.slice(newline + 1);
-    }
-  }
-  if (buffer) yield buffer;
-}
 
 Deno.test("main.ts serves the demo model, and on SIGTERM refuses new work, finishes the running job and exits 0", async () => {
   await using service = new Service({ DRAIN_SECONDS: "60", HEARTBEAT_SECONDS: "1" });
