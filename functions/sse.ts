@@ -7,7 +7,9 @@
  *
  * The stream reads events only as fast as the client takes them. When the client goes away, the
  * stream is cancelled, the queue subscription is closed and `onClientGone` runs (a streaming POST
- * uses it to cancel its job).
+ * uses it to cancel its job). When the store fails for a moment (a Redis command timing out), the
+ * stream subscribes again after the last event it sent instead of ending early; only a store that
+ * stays unavailable for `storeRetries` tries ends it with an error.
  *
  * @example
  * ```ts
@@ -18,7 +20,7 @@
  * @module
  */
 
-import type { JobEvent, JobQueue } from "./jobs/job_queue.ts";
+import { type JobEvent, type JobQueue, StoreUnavailableError } from "./jobs/job_queue.ts";
 
 /** Options of {@linkcode sseResponse}. */
 export interface SseOptions {
@@ -40,6 +42,10 @@ export interface SseOptions {
   readonly headers?: Record<string, string>;
   /** Response status (default 200). */
   readonly status?: number;
+  /** Subscriptions retried after `StoreUnavailableError` before giving up (default 30). */
+  readonly storeRetries?: number;
+  /** Wait before a retried subscription, in milliseconds (default 1000). */
+  readonly storeRetryMs?: number;
 }
 
 /** Headers of every event stream. */
@@ -60,7 +66,10 @@ export function formatSseEvent(event: JobEvent): string {
 export function sseResponse(queue: JobQueue, id: string, options: SseOptions): Response {
   const encoder = new TextEncoder();
   const subscription = new AbortController();
-  const events = queue.events(id, options.afterId, subscription.signal)[Symbol.asyncIterator]();
+  const subscribe = (afterId: string | undefined) =>
+    queue.events(id, afterId, subscription.signal)[Symbol.asyncIterator]();
+  let lastId = options.afterId;
+  let events = subscribe(lastId);
   let heartbeat: ReturnType<typeof setInterval> | undefined;
   let ended = false;
   const end = () => {
@@ -90,12 +99,22 @@ export function sseResponse(queue: JobQueue, id: string, options: SseOptions): R
     },
     async pull(controller) {
       let next: IteratorResult<JobEvent>;
-      try {
-        next = await events.next();
-      } catch (error) {
-        end();
-        controller.error(error);
-        return;
+      for (let attempt = 1;; attempt++) {
+        try {
+          next = await events.next();
+          break;
+        } catch (error) {
+          if (ended) return;
+          if (!(error instanceof StoreUnavailableError) || attempt > (options.storeRetries ?? 30)) {
+            end();
+            controller.error(error);
+            return;
+          }
+          // A store hiccup: the heartbeat keeps the connection open; resume after the last event.
+          await new Promise((resolve) => setTimeout(resolve, options.storeRetryMs ?? 1000));
+          if (ended) return;
+          events = subscribe(lastId);
+        }
       }
       if (ended) return;
       if (next.done) {
@@ -103,6 +122,7 @@ export function sseResponse(queue: JobQueue, id: string, options: SseOptions): R
         controller.close();
         return;
       }
+      lastId = next.value.id;
       controller.enqueue(encoder.encode(formatSseEvent(next.value)));
     },
     async cancel() {
