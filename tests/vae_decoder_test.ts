@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tampered } from "./_tampered_weights.ts";
 import { TINY } from "../pipeline/config/network_configs.ts";
 import type { BuiltNetwork } from "../pipeline/networks/built_network.ts";
 import { buildVaeDecoder, VAE_DECODER_PREFIX } from "../pipeline/networks/vae_decoder.ts";
@@ -6,7 +7,7 @@ import { writeOnnxModel } from "../pipeline/onnx/model_writer.ts";
 import { OnnxSession } from "../pipeline/runtime/onnx_session.ts";
 import { numel, type Tensor } from "../pipeline/tensor.ts";
 import { CheckpointWeights } from "../pipeline/weights/checkpoint_weights.ts";
-import { WeightsMismatchError, type WeightSource } from "../pipeline/weights/weight_source.ts";
+import { WeightsMismatchError } from "../pipeline/weights/weight_source.ts";
 import { assertClose, fixturePath, readFixture } from "./_fixtures.ts";
 
 const weightsPath = fixturePath("weights.safetensors");
@@ -110,23 +111,6 @@ function maxDiff(a: Tensor, b: Tensor): number {
   let m = 0;
   for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(a.data[i] - b.data[i]));
   return m;
-}
-
-/** Wraps a source, hiding `missing` and reporting `reshaped` with other dims. */
-function tampered(
-  source: WeightSource,
-  change: { missing?: string; reshaped?: [string, number[]] },
-): WeightSource {
-  return {
-    description: `${source.description} (tampered)`,
-    keys: () => source.keys()?.filter((k) => k !== change.missing),
-    dims: (key, expected) => {
-      if (key === change.missing) return undefined;
-      if (change.reshaped && key === change.reshaped[0]) return change.reshaped[1];
-      return source.dims(key, expected);
-    },
-    read: (key, dims) => source.read(key, dims),
-  };
 }
 
 Deno.test("buildVaeDecoder() names a missing key", async () => {

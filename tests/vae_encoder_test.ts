@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { tampered } from "./_tampered_weights.ts";
 import { TINY } from "../pipeline/config/network_configs.ts";
 import type { BuiltNetwork } from "../pipeline/networks/built_network.ts";
 import { buildVaeEncoder, VAE_ENCODER_PREFIX } from "../pipeline/networks/vae_encoder.ts";
@@ -6,7 +7,7 @@ import { writeOnnxModel } from "../pipeline/onnx/model_writer.ts";
 import { OnnxSession } from "../pipeline/runtime/onnx_session.ts";
 import type { Tensor } from "../pipeline/tensor.ts";
 import { CheckpointWeights } from "../pipeline/weights/checkpoint_weights.ts";
-import { WeightsMismatchError, type WeightSource } from "../pipeline/weights/weight_source.ts";
+import { WeightsMismatchError } from "../pipeline/weights/weight_source.ts";
 import { assertClose, fixturePath, readFixture } from "./_fixtures.ts";
 
 /** Writes `network` to a temporary folder, runs it once on `feeds` and cleans up. */
@@ -111,23 +112,6 @@ Deno.test("buildVaeEncoder() in fp16 stays within its bound", async () => {
   assertClose(first.mean, channels(firstMoments, 0), FP16_BOUND, "fp16 first_stage mean");
   assertClose(first.logvar, channels(firstMoments, 4, true), FP16_BOUND, "fp16 first_stage logvar");
 });
-
-/** Wraps a source, hiding `missing` and reporting `reshaped` with other dims. */
-function tampered(
-  source: WeightSource,
-  change: { missing?: string; reshaped?: [string, number[]] },
-): WeightSource {
-  return {
-    description: `${source.description} (tampered)`,
-    keys: () => source.keys()?.filter((k) => k !== change.missing),
-    dims: (key, expected) => {
-      if (key === change.missing) return undefined;
-      if (change.reshaped && key === change.reshaped[0]) return change.reshaped[1];
-      return source.dims(key, expected);
-    },
-    read: (key, dims) => source.read(key, dims),
-  };
-}
 
 Deno.test("buildVaeEncoder() names a missing key", async () => {
   using weights = await CheckpointWeights.open([weightsPath]);

@@ -4,31 +4,12 @@
  */
 
 import assert from "node:assert/strict";
-import type { JobEvent, JobRequest } from "../../functions/jobs/job_queue.ts";
+import { jobRequest } from "./_job_request.ts";
+import type { JobEvent } from "../../functions/jobs/job_queue.ts";
 import { QueueFullError } from "../../functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 
-const REQUEST: JobRequest = {
-  model: "tiny",
-  params: {
-    numFrames: 4,
-    numSteps: 2,
-    minGuidance: 1,
-    maxGuidance: 2.5,
-    guider: "linear",
-    fps: 7,
-    motionBucketId: 127,
-    condAug: 0.02,
-    decodingT: 3,
-    width: 128,
-    height: 64,
-    seed: 23,
-  },
-  format: "mp4",
-  size: "cover",
-  preview: "none",
-  keepRunning: false,
-};
+const REQUEST = jobRequest();
 const IMAGE = new Uint8Array([1, 2, 3]);
 
 async function collect(iterable: AsyncIterable<JobEvent>): Promise<JobEvent[]> {

@@ -8,38 +8,18 @@
  */
 
 import assert from "node:assert/strict";
+import { jobRequest } from "./_job_request.ts";
 import { createClient } from "redis";
 import {
   type JobEvent,
   type JobQueue,
-  type JobRequest,
   QueueFullError,
   StoreUnavailableError,
 } from "../../functions/jobs/job_queue.ts";
 import { RedisJobQueue, type RedisJobQueueOptions } from "../../functions/jobs/redis_job_queue.ts";
 import { RedisServer, redisServerMissing, SilentFailureProxy } from "./_redis_server.ts";
 
-const REQUEST: JobRequest = {
-  model: "tiny",
-  params: {
-    numFrames: 2,
-    numSteps: 2,
-    minGuidance: 1,
-    maxGuidance: 2.5,
-    guider: "linear",
-    fps: 7,
-    motionBucketId: 127,
-    condAug: 0.02,
-    decodingT: 2,
-    width: 64,
-    height: 64,
-    seed: 23,
-  },
-  format: "mp4",
-  size: "cover",
-  preview: "none",
-  keepRunning: false,
-};
+const REQUEST = jobRequest({ numFrames: 2, decodingT: 2, width: 64 });
 
 /** Not a real PNG: the queue stores bytes, it never decodes them. */
 const IMAGE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0, 1, 2, 255, 254, 13, 10]);

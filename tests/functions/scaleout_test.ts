@@ -13,12 +13,12 @@
  */
 
 import assert from "node:assert/strict";
+import { jobRequest } from "./_job_request.ts";
 import { createClient } from "redis";
 import { RedisServer, redisServerMissing } from "./_redis_server.ts";
 import { type SseEvent, SseReader } from "./_sse_client.ts";
 import { MainProcess as Service } from "./_main_process.ts";
 import { fakeRunner, inputPng, upload, waitFor } from "./_service.ts";
-import type { JobRequest } from "../../functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 
@@ -285,27 +285,7 @@ Deno.test("WorkerLoop.stop({atDeadline: 'release'}) hands a job still running at
     cancelPollMs: 20,
     name: "drain",
   });
-  const request: JobRequest = {
-    model: "tiny",
-    params: {
-      numFrames: 4,
-      numSteps: 100,
-      minGuidance: 1,
-      maxGuidance: 2.5,
-      guider: "linear",
-      fps: 7,
-      motionBucketId: 127,
-      condAug: 0.02,
-      decodingT: 3,
-      width: 128,
-      height: 64,
-      seed: 23,
-    },
-    format: "mp4",
-    size: "cover",
-    preview: "none",
-    keepRunning: false,
-  };
+  const request = jobRequest({ numSteps: 100 });
   const record = await queue.submit(request, new Uint8Array(8));
   loop.start();
   const controller = new AbortController();

@@ -4,34 +4,15 @@
  */
 
 import assert from "node:assert/strict";
-import type { JobEvent, JobRequest } from "../../functions/jobs/job_queue.ts";
+import { jobRequest } from "./_job_request.ts";
+import type { JobEvent } from "../../functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import { ParameterError } from "../../pipeline/config/mod.ts";
 import type { VideoJobRunner } from "../../pipeline/service/video_job.ts";
 import { fakeRunner, waitFor } from "./_service.ts";
 
-const REQUEST: JobRequest = {
-  model: "tiny",
-  params: {
-    numFrames: 4,
-    numSteps: 3,
-    minGuidance: 1,
-    maxGuidance: 2.5,
-    guider: "linear",
-    fps: 7,
-    motionBucketId: 127,
-    condAug: 0.02,
-    decodingT: 3,
-    width: 128,
-    height: 64,
-    seed: 23,
-  },
-  format: "mp4",
-  size: "cover",
-  preview: "latent",
-  keepRunning: false,
-};
+const REQUEST = jobRequest({ numSteps: 3 }, { preview: "latent" });
 
 async function events(queue: MemoryJobQueue, id: string): Promise<JobEvent[]> {
   const out: JobEvent[] = [];
