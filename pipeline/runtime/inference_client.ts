@@ -95,6 +95,8 @@ export class InferenceClient implements AsyncDisposable {
   #released?: () => void;
   #nextId = 1;
   #alive = true;
+  /** Why the worker stopped, once it has: later runs fail with the same reason. */
+  #exit?: InferenceWorkerError;
   #closing = false;
 
   private constructor(
@@ -205,8 +207,13 @@ export class InferenceClient implements AsyncDisposable {
     options: RunOptions = {},
   ): Promise<Record<string, Tensor>> {
     if (!this.alive) {
+      // A run after the worker died reports why it died (a crash between two runs is a crash).
       return Promise.reject(
-        new InferenceWorkerError("closed", `Inference worker for "${this.model.dir}" has stopped`),
+        this.#exit ??
+          new InferenceWorkerError(
+            "closed",
+            `Inference worker for "${this.model.dir}" has stopped`,
+          ),
       );
     }
     const entry = this.model.graphs[graph];
@@ -290,6 +297,7 @@ export class InferenceClient implements AsyncDisposable {
       message,
       cause === undefined ? undefined : { cause },
     );
+    this.#exit = error;
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     this.#released?.();

@@ -178,6 +178,16 @@ Deno.test("InferenceClient.close() mid-run rejects the pending request with Infe
   );
 });
 
+Deno.test("InferenceClient: a run after the worker crashed between runs fails as a crash", async () => {
+  const client = await startTiny();
+  client.crashForTesting("simulated native failure");
+  const exit = await client.exited;
+  await assert.rejects(
+    client.run("unet", unetFeeds(1, 8)),
+    (e: InferenceWorkerError) => e === exit && e.reason === "crashed",
+  );
+});
+
 Deno.test("InferenceClient: a worker crash rejects pending requests, reports the exit, and a new client works", async () => {
   const client = await startTiny();
   client.crashForTesting("simulated native failure");
