@@ -1,5 +1,5 @@
 /**
- * Access to the reference fixtures in ../shared/fixtures (produced by sgm, float32, CPU) and the
+ * Access to the reference fixtures in tests/fixtures/tiny (produced by sgm, float32, CPU) and the
  * comparisons the fixture README prescribes.
  *
  * @module
@@ -10,7 +10,7 @@ import { formatDims, maxAbsDiff, sameDims, type Tensor } from "../pipeline/tenso
 
 /** Folder of the tiny fixtures; `SVD_FIXTURES` overrides it. */
 export const FIXTURES = realPath(
-  fixturesOverride() ?? new URL("../../shared/fixtures/tiny", import.meta.url).pathname,
+  fixturesOverride() ?? new URL("./fixtures/tiny", import.meta.url).pathname,
 );
 
 /** Symlinks resolved, so that tests granted `read: [FIXTURES]` can read the files. */

@@ -1,7 +1,7 @@
 /**
  * The whole pipeline against sgm's run: the tiny model converted from the fixture checkpoint, the
  * fixture's input.png and noise, and the conditioning, CLIP and sampling fixtures as the judge
- * (tolerances from ../shared/fixtures/README.md).
+ * (tolerances from tests/fixtures/README.md).
  */
 
 import assert from "node:assert/strict";

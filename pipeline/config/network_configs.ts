@@ -74,7 +74,7 @@ export interface ImageEncoderConfig {
 /** Precision of a built graph: weights and activations; graph I/O is always float32. */
 export type Precision = "fp32" | "fp16";
 
-/** The tiny fixture configuration (../shared/fixtures/tiny/config.yaml), for tests. */
+/** The tiny fixture configuration (tests/fixtures/tiny/config.yaml), for tests. */
 export const TINY = {
   unet: {
     inChannels: 8,

@@ -81,7 +81,7 @@ export function assertImageSize(header: ImageHeader, maxPixels: number): void {
  * @example
  * ```ts
  * import { decodeImage } from "./decode_image.ts";
- * const bytes = Deno.readFileSync("../shared/fixtures/tiny/input.png");
+ * const bytes = Deno.readFileSync("tests/fixtures/tiny/input.png");
  * const { width, height, rgb } = await decodeImage(bytes, { maxPixels: 4_000_000 });
  * [width, height, rgb.length]; // [128, 64, 24576]
  * ```

@@ -58,7 +58,7 @@ const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
  * @example
  * ```ts
  * import { sniffImage } from "./image_header.ts";
- * const png = Deno.readFileSync("../shared/fixtures/tiny/input.png");
+ * const png = Deno.readFileSync("tests/fixtures/tiny/input.png");
  * sniffImage(png); // { format: "png", width: 128, height: 64 }
  * ```
  */

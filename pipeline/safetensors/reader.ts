@@ -53,7 +53,7 @@ export class SafetensorsFile implements Disposable {
    *
    * @example
    * ```ts
-   * using st = await SafetensorsFile.open("../shared/fixtures/tiny/unet.safetensors");
+   * using st = await SafetensorsFile.open("tests/fixtures/tiny/unet.safetensors");
    * const out = await st.readFloat32("out"); // { dims: [8, 4, 8, 16], data }
    * ```
    */

@@ -9,7 +9,7 @@
  */
 
 const ROOT = new URL("../..", import.meta.url).pathname;
-const IMAGE = new URL("../../../shared/fixtures/tiny/input.png", import.meta.url).pathname;
+const IMAGE = new URL("../fixtures/tiny/input.png", import.meta.url).pathname;
 
 /** Runs the benchmark. */
 export async function coldStart(): Promise<void> {

@@ -15,7 +15,7 @@ import { generateVideo, type NetworkRunner } from "../../pipeline/generate.ts";
 import { prepareImage } from "../../pipeline/image/prepare_image.ts";
 import { InferenceClient } from "../../pipeline/runtime/mod.ts";
 
-const FIXTURE_IMAGE = new URL("../../../shared/fixtures/tiny/input.png", import.meta.url).pathname;
+const FIXTURE_IMAGE = new URL("../fixtures/tiny/input.png", import.meta.url).pathname;
 
 /** Runs the benchmark. */
 export async function generateOverhead(args: string[]): Promise<void> {

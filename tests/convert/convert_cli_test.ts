@@ -1,7 +1,7 @@
 /**
  * The converter as users run it: `deno task convert --config <fixture config.yaml> --checkpoint
  * <fixture weights.safetensors> --out <dir>` writes four graphs and model.json, and each graph
- * reproduces the reference fixtures (tolerances from ../shared/fixtures/README.md).
+ * reproduces the reference fixtures (tolerances from tests/fixtures/README.md).
  */
 
 import assert from "node:assert/strict";

@@ -27,8 +27,7 @@ import { WeightsMismatchError } from "../../pipeline/weights/weight_source.ts";
  * The tiny sgm checkpoint. (Not via ../_fixtures.ts, which reads SVD_FIXTURES from the
  * environment: these tests run with read and write permissions only.)
  */
-const TINY_WEIGHTS =
-  new URL("../../../shared/fixtures/tiny/weights.safetensors", import.meta.url).pathname;
+const TINY_WEIGHTS = new URL("../fixtures/tiny/weights.safetensors", import.meta.url).pathname;
 
 const FILE_ACCESS = { read: true, write: true } as const;
 
