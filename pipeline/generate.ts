@@ -12,7 +12,7 @@
 import type { SamplingParams } from "./config/mod.ts";
 import { cfgUnetFeeds, type VideoConditioning } from "./conditioning/cfg_batch.ts";
 import { microConditioningVector } from "./conditioning/micro_conditioning.ts";
-import type { GraphName } from "./convert/model_manifest.ts";
+import type { GraphName } from "./model_json/mod.ts";
 import { chunkFrames, toUint8Frames } from "./decode/frames.ts";
 import { GenerationCancelledError } from "./errors.ts";
 import { clipPreprocess } from "./image/clip_preprocess.ts";

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { loadConfig } from "../pipeline/config/mod.ts";
-import type { GraphName } from "../pipeline/convert/model_manifest.ts";
+import type { GraphName } from "../pipeline/model_json/mod.ts";
 import { GenerationCancelledError } from "../pipeline/errors.ts";
 import { generateVideo, type GenerationEvent, type NetworkRunner } from "../pipeline/generate.ts";
 import { prepareImage } from "../pipeline/image/prepare_image.ts";

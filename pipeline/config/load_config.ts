@@ -8,11 +8,12 @@
 
 import { checkConsistency } from "./_consistency.ts";
 import { FieldReader } from "./_field_reader.ts";
+import { readEmbeddedConfig } from "./embedded_config.ts";
 import { isSgmConfig, readSgmConfig } from "./sgm_config.ts";
 import type { SamplingDefaults } from "./sampling_params.ts";
 import type { SvdConfig } from "./svd_config.ts";
 import { readSvdStreamConfig } from "./svd_stream_config.ts";
-import { YamlSource } from "./yaml_source.ts";
+import { type YamlPath, YamlSource } from "./yaml_source.ts";
 
 /** Latent scale of SVD's KL-f8 autoencoder (sgm `scale_factor`). */
 const SCALE_FACTOR = 0.18215;
@@ -74,7 +75,25 @@ export function parseConfig(text: string, path: string): SvdConfig {
   const format = isSgmConfig(source.root) ? "sgm" : "svd-stream";
   if (format === "sgm") readSgmConfig(reader);
   else readSvdStreamConfig(reader);
-  const config = resolve(reader, { path, format });
+  return finish(reader, { path, format });
+}
+
+/**
+ * Validates a resolved config stored at `at` in a parsed JSON or YAML document (a model
+ * directory's `model.json`), with the same field, default and cross-field checks as
+ * {@linkcode parseConfig}; errors name the file, its line and the field as stored
+ * (`config.unet.channelMult[1]`).
+ *
+ * @throws {ConfigError} as `loadConfig`.
+ */
+export function parseEmbeddedConfig(source: YamlSource, at: YamlPath): SvdConfig {
+  const reader = new FieldReader(source);
+  return finish(reader, readEmbeddedConfig(reader, at));
+}
+
+/** Fills the defaults, runs the cross-field checks and freezes the result. */
+function finish(reader: FieldReader, source: SvdConfig["source"]): SvdConfig {
+  const config = resolve(reader, source);
   checkConsistency(config, reader);
   return deepFreeze(config);
 }

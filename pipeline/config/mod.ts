@@ -1,7 +1,8 @@
 /**
  * Model configs: `loadConfig` turns a YAML file (ours in `configs/`, or sgm's own structure) into
- * one validated `SvdConfig`; `resolveSamplingParams` checks a run's overrides against
- * `SAMPLING_LIMITS`, the one table of allowed run-time values.
+ * one validated `SvdConfig`; `parseEmbeddedConfig` checks a resolved config stored in JSON (a model
+ * directory's `model.json`) by the same rules; `resolveSamplingParams` checks a run's overrides
+ * against `SAMPLING_LIMITS`, the one table of allowed run-time values.
  *
  * @example
  * ```ts
@@ -14,7 +15,7 @@
  */
 
 export { ConfigError, type ConfigErrorDetails } from "./config_error.ts";
-export { loadConfig, parseConfig } from "./load_config.ts";
+export { loadConfig, parseConfig, parseEmbeddedConfig } from "./load_config.ts";
 export {
   checkLimit,
   type ChoiceLimit,
@@ -22,6 +23,7 @@ export {
   type IntegerLimit,
   type Limit,
   type NumberLimit,
+  showValue,
 } from "./limits.ts";
 export {
   FULL,
@@ -52,3 +54,4 @@ export type {
   RawVaeConfig,
   SvdConfig,
 } from "./svd_config.ts";
+export { formatPath, type YamlPath, YamlSource } from "./yaml_source.ts";

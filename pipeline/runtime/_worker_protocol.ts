@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { GraphName } from "../convert/model_manifest.ts";
+import type { GraphName } from "../model_json/mod.ts";
 import type { Tensor } from "../tensor.ts";
 import type { OnnxSessionOptions, Provider } from "./onnx_session.ts";
 

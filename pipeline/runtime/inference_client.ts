@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { GraphManifest, GraphName } from "../convert/model_manifest.ts";
+import type { GraphManifest, GraphName } from "../model_json/mod.ts";
 import { formatDims, numel, type Tensor } from "../tensor.ts";
 import {
   type SerializedError,

@@ -16,7 +16,7 @@
  * @module
  */
 
-import type { GraphName } from "../convert/model_manifest.ts";
+import type { GraphName } from "../model_json/mod.ts";
 import {
   serializeError,
   transferable,

@@ -10,7 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
-import type { GraphName } from "../../pipeline/convert/model_manifest.ts";
+import type { GraphName } from "../../pipeline/model_json/mod.ts";
 import { generateVideo, type NetworkRunner } from "../../pipeline/generate.ts";
 import { prepareImage } from "../../pipeline/image/prepare_image.ts";
 import { InferenceClient } from "../../pipeline/runtime/mod.ts";
