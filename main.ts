@@ -35,6 +35,7 @@ import { readServerConfig, type ServerConfig } from "./functions/server_config.t
 import { ensureDemoModel } from "./pipeline/cli/demo_model.ts";
 import { InferenceClient, type Provider, readModelDirectory } from "./pipeline/runtime/mod.ts";
 import { resolveProvider } from "./pipeline/runtime/provider.ts";
+import { modelConstants } from "./pipeline/generate.ts";
 import { InferenceEngine } from "./pipeline/service/inference_engine.ts";
 import { videoJobRunner } from "./pipeline/service/video_job.ts";
 
@@ -110,7 +111,7 @@ export async function main(config: ServerConfig): Promise<void> {
     slots: config.slots,
     run: videoJobRunner({
       networks: () => engine.acquire(),
-      model: { scaleFactor: modelConfig.scaleFactor, ...modelConfig.sampling },
+      model: modelConstants(modelConfig),
       maxPixels: config.maxPixels,
     }),
     observer: metrics,

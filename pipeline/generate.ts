@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { SamplingParams } from "./config/mod.ts";
+import type { SamplingParams, SvdConfig } from "./config/mod.ts";
 import { cfgUnetFeeds, type VideoConditioning } from "./conditioning/cfg_batch.ts";
 import { microConditioningVector } from "./conditioning/micro_conditioning.ts";
 import type { GraphName } from "./model_json/mod.ts";
@@ -42,13 +42,33 @@ export interface ExplicitNoise {
   readonly condAugNoise: Tensor;
 }
 
-/** The model constants a generation needs (from the resolved config). */
+/** The model constants a generation needs (from the resolved config: {@linkcode modelConstants}). */
 export interface ModelConstants {
   /** Latent scale factor, 0.18215. */
   readonly scaleFactor: number;
   readonly sigmaMin: number;
   readonly sigmaMax: number;
   readonly rho: number;
+  /**
+   * Width of each micro-conditioning embedding: the `outdim` of sgm's `ConcatTimestepEmbedderND`
+   * embedders, 256 in SVD. The UNet's `y` is 3 × this wide (`adm_in_channels`).
+   */
+  readonly microConditioningOutdim: number;
+}
+
+/** The {@linkcode ModelConstants} of a resolved config. */
+export function modelConstants(
+  config: Pick<SvdConfig, "scaleFactor" | "unet" | "sampling">,
+): ModelConstants {
+  const { sigmaMin, sigmaMax, rho } = config.sampling;
+  return {
+    scaleFactor: config.scaleFactor,
+    sigmaMin,
+    sigmaMax,
+    rho,
+    // The vector is [emb(fps_id) | emb(motion_bucket_id) | emb(cond_aug)], all equally wide.
+    microConditioningOutdim: config.unet.admInChannels / 3,
+  };
 }
 
 /** What {@linkcode generateVideo} reports while it runs. */
@@ -120,12 +140,14 @@ export interface Conditioning extends VideoConditioning {}
  *
  * @param image `[1, 3, H, W]` in [-1, 1]
  * @param condAugNoise `[1, 3, H, W]` standard normal
+ * @param outdim width of each micro-conditioning embedding (256 in SVD)
  */
 export async function condition(
   networks: NetworkRunner,
   image: Tensor,
   condAugNoise: Tensor,
   params: Pick<SamplingParams, "numFrames" | "fps" | "motionBucketId" | "condAug">,
+  outdim: number,
 ): Promise<Conditioning> {
   // CLIP sees the clean image, resized to 224 with kornia's antialiased bicubic.
   const { image_embeds } = await networks.run("image_encoder", {
@@ -142,6 +164,7 @@ export async function condition(
     // SVD was conditioned on fps - 1 (sgm's fps_id).
     { fpsId: params.fps - 1, motionBucketId: params.motionBucketId, condAug: params.condAug },
     params.numFrames,
+    outdim,
   );
   return { crossattn, concat: mean, vector };
 }
@@ -171,7 +194,7 @@ export async function generateVideo(options: GenerateOptions): Promise<Generated
 
   // 2. Conditioning (c); the unconditional branch zeroes crossattn and concat in the CFG batch.
   throwIfAborted(signal);
-  const c = await condition(networks, image, condAugNoise, params);
+  const c = await condition(networks, image, condAugNoise, params, model.microConditioningOutdim);
   const conditioned = performance.now();
 
   // 3. EDM sampling with per-frame guidance, one batched [uncond; cond] UNet call per step.

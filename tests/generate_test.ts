@@ -8,7 +8,12 @@ import assert from "node:assert/strict";
 import { loadConfig } from "../pipeline/config/mod.ts";
 import type { GraphName } from "../pipeline/model_json/mod.ts";
 import { GenerationCancelledError } from "../pipeline/errors.ts";
-import { generateVideo, type GenerationEvent, type NetworkRunner } from "../pipeline/generate.ts";
+import {
+  generateVideo,
+  type GenerationEvent,
+  modelConstants,
+  type NetworkRunner,
+} from "../pipeline/generate.ts";
 import { prepareImage } from "../pipeline/image/prepare_image.ts";
 import { InferenceClient } from "../pipeline/runtime/mod.ts";
 import type { Tensor } from "../pipeline/tensor.ts";
@@ -52,7 +57,7 @@ async function setup() {
     height: 64,
     seed: 23,
   };
-  const model = { scaleFactor: config.scaleFactor, ...config.sampling };
+  const model = modelConstants(config);
   return { config, image, params, model };
 }
 

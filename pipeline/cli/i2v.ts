@@ -16,7 +16,7 @@ import {
   type SamplingParams,
   type SvdConfig,
 } from "../config/mod.ts";
-import { type ExplicitNoise, generateVideo } from "../generate.ts";
+import { type ExplicitNoise, generateVideo, modelConstants } from "../generate.ts";
 import { prepareImage } from "../image/prepare_image.ts";
 import { SIZE_POLICIES, type SizePolicy } from "../image/size_policy.ts";
 import { InferenceClient, readModelDirectory } from "../runtime/mod.ts";
@@ -128,7 +128,7 @@ export async function main(args: string[]): Promise<void> {
     const video = await generateVideo({
       image: image.tensor,
       params: { ...params, width: image.width, height: image.height },
-      model: { scaleFactor: config.scaleFactor, ...config.sampling },
+      model: modelConstants(config),
       networks: client,
       noise,
       previews: false,

@@ -21,7 +21,7 @@ export interface VideoConditioning {
   readonly crossattn: Tensor;
   /** `[1, 4, h, w]` VAE latent of the noise-augmented image (or `[T, 4, h, w]`). */
   readonly concat: Tensor;
-  /** `[T, 768]` micro-conditioning (`microConditioningVector`). */
+  /** `[T, 3·outdim]` micro-conditioning (`microConditioningVector`; 768 wide in SVD). */
   readonly vector: Tensor;
 }
 
@@ -33,7 +33,7 @@ export interface UnetFeeds {
   readonly timesteps: Tensor;
   /** `[2T, 1, D]` CLIP embedding per frame. */
   readonly context: Tensor;
-  /** `[2T, 768]` micro-conditioning. */
+  /** `[2T, 3·outdim]` micro-conditioning. */
   readonly y: Tensor;
   /** `[2, T]` zeros: both videos are videos, so every blend uses the learned mix factor. */
   readonly imageOnlyIndicator: Tensor;

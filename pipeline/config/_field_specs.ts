@@ -66,8 +66,9 @@ export const FIELD_SPECS: Readonly<Record<string, FieldSpec>> = {
   "model.unet.num_head_channels": int(1, 1024),
   "model.unet.transformer_depth": int(1, 16),
   "model.unet.context_dim": int(1, 8192),
-  "model.unet.adm_in_channels": int(768, 768, {
-    note: "3 × 256: the fps_id, motion_bucket_id and cond_aug embeddings",
+  "model.unet.adm_in_channels": int(3, 3 * 4096, {
+    multipleOf: 3,
+    note: "3 × outdim: the fps_id, motion_bucket_id and cond_aug embeddings; SVD: 768",
   }),
   "model.unet.video_kernel_size": kernelSize,
 

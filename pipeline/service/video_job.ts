@@ -9,7 +9,7 @@
  * import { runVideoJob } from "./video_job.ts";
  * const clip = await runVideoJob(png, { params, format: "mp4", size: "cover", preview: "none" }, {
  *   networks: client,
- *   model: { scaleFactor: 0.18215, sigmaMin: 0.002, sigmaMax: 700, rho: 7 },
+ *   model: modelConstants(config),
  *   maxPixels: 16e6,
  *   onEvent: (event) => console.log(event.type),
  * });

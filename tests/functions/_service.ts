@@ -13,6 +13,7 @@ import { Metrics } from "../../functions/metrics.ts";
 import type { UploadModel } from "../../functions/multipart.ts";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
+import { modelConstants } from "../../pipeline/generate.ts";
 import { InferenceClient, readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import { InferenceEngine } from "../../pipeline/service/inference_engine.ts";
 import {
@@ -77,7 +78,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     await started.acquire();
     run = videoJobRunner({
       networks: () => started.acquire(),
-      model: { scaleFactor: manifest.config.scaleFactor, ...manifest.config.sampling },
+      model: modelConstants(manifest.config),
       maxPixels,
     });
   } else {
