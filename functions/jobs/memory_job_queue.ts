@@ -124,6 +124,7 @@ export class MemoryJobQueue implements JobQueue {
   }
 
   async take(worker: string, signal: AbortSignal): Promise<ClaimedJob | undefined> {
+    if (worker === "") throw new TypeError("A worker name must not be empty");
     while (!signal.aborted && !this.#closed) {
       const id = this.#pending.shift();
       if (id !== undefined) {
@@ -159,7 +160,11 @@ export class MemoryJobQueue implements JobQueue {
     this.#claimed.delete(id);
     const entry = this.#jobs.get(id);
     if (!entry || isTerminal(entry.record.status) || this.#closed) return Promise.resolve();
-    entry.record = { ...entry.record, status: "queued", startedAt: undefined, worker: undefined };
+    entry.record = patched(entry.record, {
+      status: "queued",
+      startedAt: undefined,
+      worker: undefined,
+    });
     this.#pending.unshift(id);
     this.#append(id, "queued", { position: 1 });
     this.#takers.shift()?.();
@@ -170,7 +175,7 @@ export class MemoryJobQueue implements JobQueue {
     const entry = this.#jobs.get(id);
     if (!entry) return Promise.resolve();
     const wasTerminal = isTerminal(entry.record.status);
-    entry.record = { ...entry.record, ...patch };
+    entry.record = patched(entry.record, patch);
     if (!wasTerminal && isTerminal(entry.record.status)) this.#scheduleExpiry(id, entry);
     return Promise.resolve();
   }
@@ -296,4 +301,11 @@ export class MemoryJobQueue implements JobQueue {
     // Retention alone must not keep the process (or a test) alive.
     Deno.unrefTimer(entry.expiry);
   }
+}
+
+/** `record` with `patch` applied; a field given as undefined is removed, as Redis removes it. */
+function patched(record: JobRecord, patch: JobPatch): JobRecord {
+  const out: Record<string, unknown> = { ...record, ...patch };
+  for (const [key, value] of Object.entries(out)) if (value === undefined) delete out[key];
+  return out as unknown as JobRecord;
 }
