@@ -1,0 +1,326 @@
+/**
+ * The Lua scripts of {@linkcode RedisJobQueue}: every change that touches more than one key runs
+ * as one script, so no instance ever sees half a job. Each script is the shared prelude (key names,
+ * stream-id comparison, queue position, expiry, the start of a run) plus its own body, and gets
+ * KEYS[1] = the jobs stream and the same first ARGV ({@linkcode scriptArguments}); its own
+ * arguments follow from ARGV[A + 1]. The comment above each body gives its arguments → result.
+ *
+ * Key names come from `redis_layout.ts` (`job_keys` in Lua).
+ *
+ * @module
+ */
+
+import type { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import { luaJobKeys } from "./redis_layout.ts";
+
+const PRELUDE = `
+local JOBS = KEYS[1]
+local GROUP = ARGV[1]
+local JOB_PREFIX = ARGV[2]
+local WORKER_PREFIX = ARGV[3]
+local ALIVE_MS = tonumber(ARGV[4])
+local RETENTION_MS = tonumber(ARGV[5])
+local MAX_ATTEMPTS = tonumber(ARGV[6])
+local A = 6 -- a script's own arguments start at ARGV[A + 1]
+local TERMINAL = { done = true, error = true, cancelled = true }
+${luaJobKeys()}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Stream ids "ms-seq" compared as numbers (ms stays exact in Lua's doubles).
+local function id_after(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am > bm or (am == bm and as > bs)
+end
+
+local function ensure_group()
+  redis.pcall('XGROUP', 'CREATE', JOBS, GROUP, '0', 'MKSTREAM') -- BUSYGROUP when it exists
+end
+
+-- Entries after the group's last-delivered-id are the queued ones.
+local function last_delivered()
+  local groups = redis.pcall('XINFO', 'GROUPS', JOBS)
+  if groups.err then return '0-0' end
+  for _, g in ipairs(groups) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    if info['name'] == GROUP then return info['last-delivered-id'] end
+  end
+  return '0-0'
+end
+
+-- 1-based rank of an entry among the queued ones; false once it was delivered.
+local function queue_position(entry)
+  local last = last_delivered()
+  if not id_after(entry, last) then return false end
+  return #redis.call('XRANGE', JOBS, '(' .. last, entry)
+end
+
+-- The consumer an entry is pending for; false when it is not pending.
+local function pending_owner(entry)
+  local p = redis.pcall('XPENDING', JOBS, GROUP, entry, entry, 1)
+  if p.err or #p == 0 then return false end
+  return p[1][2]
+end
+
+-- Acked entries are deleted at once, so the stream holds exactly the queued and running jobs.
+local function drop_entry(entry)
+  redis.call('XACK', JOBS, GROUP, entry)
+  redis.call('XDEL', JOBS, entry)
+end
+
+-- One expiry for every key of a job: the retention after it ended, the alive TTL before.
+local function touch(k, now, ending)
+  local ended = redis.call('HGET', k.record, 'endedAt')
+  if not ended and ending then
+    ended = now
+    redis.call('HSET', k.record, 'endedAt', now)
+    redis.call('DEL', k.image)
+  end
+  local at = ended and (tonumber(ended) + RETENTION_MS) or (now + ALIVE_MS)
+  for _, key in pairs(k) do redis.call('PEXPIREAT', key, at) end
+end
+
+local function add_event(k, type, data)
+  return redis.call('XADD', k.events, '*', 'type', type, 'data', data)
+end
+
+-- A delivered entry becomes the job of \`worker\`: 'ok'; or 'skip' (job gone or ended) / 'lost'
+-- (MAX_ATTEMPTS runs already lost their worker), the entry removed.
+local function start(entry, id, worker, reclaimed)
+  local k = job_keys(JOB_PREFIX, id)
+  local f = redis.call('HMGET', k.record, 'status', 'worker', 'attempts', 'released')
+  local status, previous = f[1], f[2]
+  if not status or TERMINAL[status] then
+    drop_entry(entry)
+    return 'skip'
+  end
+  local attempts, released = tonumber(f[3]) or 0, tonumber(f[4]) or 0
+  local now = now_ms()
+  if reclaimed and previous then
+    -- It had started on a worker that stopped heartbeating: run it again, or give up.
+    local lost = attempts - released
+    if lost >= MAX_ATTEMPTS then
+      local failure = cjson.encode({ code = 'worker_lost', message =
+        'The worker running this job stopped responding (' .. lost .. ' times); it is not run again' })
+      redis.call('HSET', k.record, 'status', 'error', 'finishedAt', now, 'error', failure)
+      add_event(k, 'error', failure)
+      drop_entry(entry)
+      touch(k, now, true)
+      return 'lost'
+    end
+    redis.call('HSET', k.record, 'status', 'queued')
+    redis.call('HDEL', k.record, 'startedAt')
+    add_event(k, 'queued', '{"position":1,"reason":"worker_lost"}')
+  end
+  redis.call('HSET', k.record, 'attempts', attempts + 1, 'worker', worker)
+  touch(k, now, false)
+  return 'ok'
+end
+`;
+
+const BODIES = {
+  ensureGroup: `ensure_group() return 1`,
+
+  /** capacity, id, request JSON, createdAt, image → {0, size} full | {1, event id, position} */
+  submit: `
+local capacity, id = tonumber(ARGV[A + 1]), ARGV[A + 2]
+ensure_group()
+local size = redis.call('XLEN', JOBS)
+if size >= capacity then return {0, size} end
+local k = job_keys(JOB_PREFIX, id)
+local entry = redis.call('XADD', JOBS, '*', 'id', id)
+redis.call('HSET', k.record, 'id', id, 'status', 'queued', 'request', ARGV[A + 3],
+  'createdAt', ARGV[A + 4], 'attempts', 0, 'released', 0, 'entry', entry)
+redis.call('SET', k.image, ARGV[A + 5])
+local position = queue_position(entry)
+local event = add_event(k, 'queued', '{"position":' .. position .. '}')
+touch(k, now_ms(), false)
+return {1, event, position}`,
+
+  /** id → position | nil */
+  position: `
+local f = redis.call('HMGET', job_keys(JOB_PREFIX, ARGV[A + 1]).record, 'status', 'entry')
+if f[1] ~= 'queued' or not f[2] then return false end
+return queue_position(f[2])`,
+
+  /** → {queued, running} */
+  stats: `
+local size = redis.call('XLEN', JOBS)
+local summary = redis.pcall('XPENDING', JOBS, GROUP)
+local running = 0
+if not summary.err then running = tonumber(summary[1]) end
+return {size - running, running}`,
+
+  /** entry, id, worker → 'ok' | 'skip' | 'lost' */
+  take: `return start(ARGV[A + 1], ARGV[A + 2], ARGV[A + 3], false)`,
+
+  /** consumer, worker, claimIdleMs → {entry, id} | nil */
+  reclaim: `
+local consumer, worker, min_idle = ARGV[A + 1], ARGV[A + 2], tonumber(ARGV[A + 3])
+local pending = redis.pcall('XPENDING', JOBS, GROUP, 'IDLE', min_idle, '-', '+', 100)
+if pending.err then return false end
+local found = false
+for _, p in ipairs(pending) do
+  local entry, owner = p[1], p[2]
+  if owner ~= consumer and redis.call('EXISTS', WORKER_PREFIX .. owner) == 0 then
+    local claimed = redis.call('XCLAIM', JOBS, GROUP, consumer, min_idle, entry)
+    local fields = claimed[1] and claimed[1][2]
+    local id = false
+    if fields then
+      for i = 1, #fields, 2 do if fields[i] == 'id' then id = fields[i + 1] end end
+    end
+    if not id then
+      drop_entry(entry)
+    elseif start(entry, id, worker, true) == 'ok' then
+      found = {entry, id}
+      break
+    end
+  end
+end
+-- Forget consumers that hold nothing and stopped heartbeating (every stopped instance leaves some).
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', JOBS, GROUP)) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if tonumber(info['pending']) == 0 and info['name'] ~= consumer
+    and redis.call('EXISTS', WORKER_PREFIX .. info['name']) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', JOBS, GROUP, info['name'])
+  end
+end
+return found`,
+
+  /** consumer, orphaned consumer, idle, held entries… → count handed over */
+  orphans: `
+local consumer, orphaned, idle = ARGV[A + 1], ARGV[A + 2], ARGV[A + 3]
+local held = {}
+for i = A + 4, #ARGV do held[ARGV[i]] = true end
+local pending = redis.pcall('XPENDING', JOBS, GROUP, '-', '+', 100, consumer)
+if pending.err then return 0 end
+local n = 0
+for _, p in ipairs(pending) do
+  if not held[p[1]] then
+    redis.call('XCLAIM', JOBS, GROUP, orphaned, 0, p[1], 'IDLE', idle, 'JUSTID')
+    n = n + 1
+  end
+end
+return n`,
+
+  /** entry, consumer, id → 1 | 0 (not ours any more) */
+  complete: `
+local entry, consumer = ARGV[A + 1], ARGV[A + 2]
+if pending_owner(entry) ~= consumer then return 0 end
+drop_entry(entry)
+redis.call('DEL', job_keys(JOB_PREFIX, ARGV[A + 3]).image)
+return 1`,
+
+  /** entry, consumer, id → new position | nil (not ours, gone or ended) */
+  release: `
+local entry, consumer, id = ARGV[A + 1], ARGV[A + 2], ARGV[A + 3]
+if pending_owner(entry) ~= consumer then return false end
+drop_entry(entry)
+local k = job_keys(JOB_PREFIX, id)
+local status = redis.call('HGET', k.record, 'status')
+if not status or TERMINAL[status] then return false end
+local again = redis.call('XADD', JOBS, '*', 'id', id)
+redis.call('HSET', k.record, 'status', 'queued', 'entry', again)
+redis.call('HDEL', k.record, 'startedAt', 'worker')
+redis.call('HINCRBY', k.record, 'released', 1)
+local position = queue_position(again)
+add_event(k, 'queued', '{"position":' .. position .. '}')
+touch(k, now_ms(), false)
+return position`,
+
+  /** id, n, n × (field, value), fields to delete… → 1 | 0 (unknown job) */
+  update: `
+local k = job_keys(JOB_PREFIX, ARGV[A + 1])
+if redis.call('EXISTS', k.record) == 0 then return 0 end
+local n = tonumber(ARGV[A + 2])
+for i = 0, n - 1 do redis.call('HSET', k.record, ARGV[A + 3 + 2 * i], ARGV[A + 4 + 2 * i]) end
+for i = A + 3 + 2 * n, #ARGV do redis.call('HDEL', k.record, ARGV[i]) end
+touch(k, now_ms(), TERMINAL[redis.call('HGET', k.record, 'status')] or false)
+return 1`,
+
+  /** id, type, data JSON → event id | nil (unknown job) */
+  publish: `
+local k = job_keys(JOB_PREFIX, ARGV[A + 1])
+if redis.call('EXISTS', k.record) == 0 then return false end
+local event = add_event(k, ARGV[A + 2], ARGV[A + 3])
+touch(k, now_ms(), TERMINAL[ARGV[A + 2]] or false)
+return event`,
+
+  /** id, finishedAt → 1 | 0 (unknown job) */
+  cancel: `
+local k = job_keys(JOB_PREFIX, ARGV[A + 1])
+local f = redis.call('HMGET', k.record, 'status', 'entry')
+local status, entry = f[1], f[2]
+if not status then return 0 end
+if TERMINAL[status] then return 1 end
+redis.call('SET', k.cancel, '1')
+local now = now_ms()
+if status == 'queued' and entry and id_after(entry, last_delivered()) then
+  -- Not delivered yet: nobody runs it, so it ends here.
+  redis.call('XDEL', JOBS, entry)
+  redis.call('HSET', k.record, 'status', 'cancelled', 'finishedAt', ARGV[A + 2])
+  add_event(k, 'cancelled', '{}')
+  touch(k, now, true)
+else
+  touch(k, now, false)
+end
+return 1`,
+
+  /** id, bytes, contentType, format → 1 | 0 (unknown job) */
+  putVideo: `
+local k = job_keys(JOB_PREFIX, ARGV[A + 1])
+if redis.call('EXISTS', k.record) == 0 then return 0 end
+redis.call('HSET', k.video, 'bytes', ARGV[A + 2], 'contentType', ARGV[A + 3], 'format', ARGV[A + 4])
+touch(k, now_ms(), false)
+return 1`,
+} as const;
+
+/** Name of one of the scripts. */
+export type ScriptName = keyof typeof BODIES;
+
+/** One script: its whole source and the SHA1 that EVALSHA runs it by. */
+export interface LuaScript {
+  readonly source: string;
+  readonly sha: string;
+}
+
+/** Every script of the queue, prelude included. */
+export const SCRIPTS = Object.fromEntries(
+  Object.entries(BODIES).map(([name, body]) => {
+    const source = PRELUDE + body;
+    return [name, { source, sha: createHash("sha1").update(source).digest("hex") }];
+  }),
+) as Record<ScriptName, LuaScript>;
+
+/** What every script gets before its own arguments (the prelude's KEYS[1] and ARGV[1..6]). */
+export interface ScriptContext {
+  /** The jobs stream. */
+  readonly jobs: string;
+  readonly group: string;
+  readonly jobPrefix: string;
+  readonly workerPrefix: string;
+  readonly aliveTtlMs: number;
+  readonly retentionMs: number;
+  readonly maxAttempts: number;
+}
+
+/** The EVAL / EVALSHA arguments after the script: numkeys, the key, the common ARGV, `args`. */
+export function scriptArguments(
+  context: ScriptContext,
+  args: ReadonlyArray<string | Buffer>,
+): (string | Buffer)[] {
+  const c = context;
+  // deno-fmt-ignore
+  return [
+    "1", c.jobs, c.group, c.jobPrefix, c.workerPrefix,
+    String(c.aliveTtlMs), String(c.retentionMs), String(c.maxAttempts), ...args,
+  ];
+}
