@@ -4,9 +4,10 @@
  *
  * The envelope (format tag, graphs with their I/O signatures, files with size and sha256) is a
  * zod schema: one declaration gives the type checks and the path of every offending value, which
- * the reader turns into `model.json:<line>: <field>` messages. zod because the request fields of
- * the HTTP API are declared with it too (the same library for every JSON contract), and because a
- * hand-written walker would repeat what zod does. The embedded `config` is not described here:
+ * the reader turns into `model.json:<line>: <field>` messages. zod (4.x, the major that Hono's
+ * OpenAPI integration `@hono/zod-openapi` builds on, so the service can keep one schema library for
+ * all its JSON contracts) rather than a hand-written walker that would repeat what zod does, with
+ * worse paths in its errors. The embedded `config` is not described here:
  * it is checked by the config loader's own rules (`parseEmbeddedConfig` in `pipeline/config/`),
  * so a model.json config and a YAML config obey one set of ranges.
  *
