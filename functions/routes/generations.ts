@@ -13,7 +13,7 @@ import type { JobQueue, JobRecord } from "../jobs/job_queue.ts";
 import { bodyLimit } from "../middleware/body_limit.ts";
 import { rejectWhileDraining } from "../middleware/reject_while_draining.ts";
 import { parseUpload, type UploadModel } from "../multipart.ts";
-import { sseResponse } from "../sse.ts";
+import { resumeSseResponse, sseResponse } from "../sse.ts";
 
 /** What the generation routes need. */
 export interface GenerationRoutesDeps {
@@ -67,7 +67,7 @@ export function generationRoutes(deps: GenerationRoutesDeps): Hono {
 
   app.get("/:id/events", async (c) => {
     const record = await found(queue, c.req.param("id"));
-    return sseResponse(queue, record.id, {
+    return await resumeSseResponse(queue, record, {
       afterId: c.req.header("Last-Event-ID") ?? c.req.query("last_event_id"),
       heartbeatMs: deps.heartbeatMs,
     });
