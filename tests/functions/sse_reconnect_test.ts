@@ -63,10 +63,14 @@ async function submit(url: string, fields: Record<string, string> = SMALL): Prom
 
 /** Waits until the generation has ended. */
 function finished(url: string, id: string): Promise<unknown> {
-  return waitFor(async () => {
-    const { status } = await (await fetch(`${url}/v1/generations/${id}`)).json();
-    return status === "done" || status === "error" || status === "cancelled";
-  }, "the generation to end", 30_000);
+  return waitFor(
+    async () => {
+      const { status } = await (await fetch(`${url}/v1/generations/${id}`)).json();
+      return status === "done" || status === "error" || status === "cancelled";
+    },
+    "the generation to end",
+    30_000,
+  );
 }
 
 /** One request the EventSource made: the `Last-Event-ID` it sent and the status it got. */
@@ -140,7 +144,10 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
 }
 
 /** A body that ends (as a dropped connection) after the chunk holding the `count`-th event. */
-function endAfterEvents(body: ReadableStream<Uint8Array>, count: number): ReadableStream<Uint8Array> {
+function endAfterEvents(
+  body: ReadableStream<Uint8Array>,
+  count: number,
+): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
   let seen = 0;
