@@ -12,7 +12,8 @@
  * - `worker`: `SLOTS` worker slots taking jobs from Redis; it serves only `/healthz`, `/readyz`
  *   (model loaded and Redis answering) and `/metrics` on `PORT`.
  *
- * On SIGTERM (or SIGINT) it drains: new generations get 503, running ones may finish until
+ * On SIGTERM (or SIGINT, or when the `npx` that launched it exits: `functions/launcher_watch.ts`)
+ * it drains: new generations get 503, running ones may finish until
  * `DRAIN_SECONDS` (those still running near the end are cancelled — or, with Redis, handed back to
  * the queue to run again on another worker, since a job is acknowledged only when done), queued
  * ones are cancelled (with Redis they stay queued for the other instances), then it exits 0.
@@ -33,6 +34,7 @@ import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
 import { RedisJobQueue } from "./functions/jobs/redis_job_queue.ts";
 import { WorkerLoop } from "./functions/jobs/worker_loop.ts";
+import { watchLauncher } from "./functions/launcher_watch.ts";
 import {
   configureLogging,
   errorMessage,
@@ -235,6 +237,14 @@ export async function main(config: ServerConfig): Promise<void> {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => void shutdown(signal));
   }
+  // Under `npx`, a signal to npx may not reach this process: stop when npx is gone.
+  void watchLauncher({
+    env: (name) => Deno.env.get(name),
+    onGone: (reason) => {
+      log.info(`${reason}: stopping`, { event: "launcher_exited", reason });
+      void shutdown("launcher exited");
+    },
+  });
 
   if (!works) {
     log.info(`ready: the API for model ${manifest.name} (no model loaded in this role)`, {
