@@ -147,7 +147,7 @@ export class InferenceClient implements AsyncDisposable {
       );
     // Known missing before ONNX Runtime is asked (which would print an error of its own).
     const missing = await missingProviderLibraries(provider);
-    if (missing !== undefined) throw failed(missing, undefined);
+    if (missing !== undefined) throw failed(missing, new Error(missing));
     const worker = new Worker(new URL("./inference_worker.ts", import.meta.url), {
       type: "module",
       name: `inference ${model.dir}`,

@@ -27,18 +27,18 @@ const CUDA_LIBRARIES: Readonly<Record<string, readonly string[]>> = {
  * Only the CUDA provider is checked; the others are built in.
  *
  * @param bindingDir onnxruntime-node's `bin/napi-v6/<platform>/<arch>` folder (default: found
- * from the installed package; unknown, e.g. no local file for it, means "let ORT decide").
+ * from the installed package); null when unknown (no local folder for it): ORT decides then.
  */
 export async function missingProviderLibraries(
   provider: Provider,
-  bindingDir: string | undefined = defaultBindingDir(),
+  bindingDir: string | null = defaultBindingDir(),
 ): Promise<string | undefined> {
   if (provider !== "cuda") return undefined;
   const libraries = CUDA_LIBRARIES[Deno.build.os];
   if (libraries === undefined) {
     return `onnxruntime-node has no CUDA provider on ${Deno.build.os}`;
   }
-  if (bindingDir === undefined) return undefined;
+  if (bindingDir === null) return undefined;
   const missing: string[] = [];
   for (const name of libraries) {
     try {
@@ -55,14 +55,14 @@ export async function missingProviderLibraries(
 }
 
 /** `…/onnxruntime-node/bin/napi-v6/<platform>/<arch>`, when the package is a local folder. */
-function defaultBindingDir(): string | undefined {
+function defaultBindingDir(): string | null {
   let entry: URL;
   try {
     entry = new URL(import.meta.resolve("onnxruntime-node"));
   } catch {
-    return undefined;
+    return null;
   }
-  if (entry.protocol !== "file:") return undefined;
+  if (entry.protocol !== "file:") return null;
   // The entry point is `<package>/dist/index.js`.
   const packageDir = new URL("..", new URL(".", entry));
   const platform = Deno.build.os === "windows" ? "win32" : Deno.build.os;
