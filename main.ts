@@ -12,11 +12,15 @@
  * - `worker`: `SLOTS` worker slots taking jobs from Redis; it serves only `/healthz`, `/readyz`
  *   (model loaded and Redis answering) and `/metrics` on `PORT`.
  *
- * On SIGTERM (or SIGINT) it drains: new generations get 503, running ones may finish until
+ * On SIGTERM (or SIGINT, or when the `npx` that launched it exits: `functions/launcher_watch.ts`)
+ * it drains: new generations get 503, running ones may finish until
  * `DRAIN_SECONDS` (those still running near the end are cancelled — or, with Redis, handed back to
  * the queue to run again on another worker, since a job is acknowledged only when done), queued
- * ones are cancelled (with Redis they stay queued for the other instances), then it exits 0. It
- * logs one JSON line on stdout at start, when ready, and at shutdown.
+ * ones are cancelled (with Redis they stay queued for the other instances), then it exits 0.
+ *
+ * It logs one line per event on stdout (`functions/logging.ts`: `LOG_LEVEL`, `LOG_FORMAT`; JSON
+ * lines unless stdout is a terminal): start, ready (with the execution provider chosen and why any
+ * other was skipped), each request, each job transition, shutdown.
  *
  * The converter that used to live here is `deno task convert`.
  *
@@ -25,24 +29,36 @@
 
 import { Hono } from "hono";
 import { createApp } from "./functions/app.ts";
+import { requestLog } from "./functions/middleware/request_log.ts";
 import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
 import { RedisJobQueue } from "./functions/jobs/redis_job_queue.ts";
-import { type LogFields, WorkerLoop } from "./functions/jobs/worker_loop.ts";
+import { WorkerLoop } from "./functions/jobs/worker_loop.ts";
+import { watchLauncher } from "./functions/launcher_watch.ts";
+import {
+  configureLogging,
+  errorMessage,
+  formatDuration,
+  getLog,
+  type LogConfig,
+  readLogConfig,
+} from "./functions/logging.ts";
 import { Metrics } from "./functions/metrics.ts";
 import { healthRoutes } from "./functions/routes/health.ts";
 import { readServerConfig, type ServerConfig } from "./functions/server_config.ts";
 import { ensureDemoModel } from "./pipeline/cli/demo_model.ts";
 import { InferenceClient, type Provider, readModelDirectory } from "./pipeline/runtime/mod.ts";
-import { resolveProvider } from "./pipeline/runtime/provider.ts";
 import { modelConstants } from "./pipeline/generate.ts";
+import {
+  describeProviderChoice,
+  resolveProvider,
+  type SkippedProvider,
+} from "./pipeline/runtime/provider.ts";
+import { missingProviderLibraries } from "./pipeline/runtime/provider_libraries.ts";
 import { InferenceEngine } from "./pipeline/service/inference_engine.ts";
 import { videoJobRunner } from "./pipeline/service/video_job.ts";
 
-/** One JSON line on stdout. */
-function log(fields: LogFields): void {
-  console.log(JSON.stringify({ time: new Date().toISOString(), ...fields }));
-}
+const log = getLog("service");
 
 /** Runs the service until a shutdown signal; see the module doc. */
 export async function main(config: ServerConfig): Promise<void> {
@@ -70,19 +86,49 @@ export async function main(config: ServerConfig): Promise<void> {
   // ORT_PROVIDER is resolved on the first load (auto: CUDA, then CPU; an explicit provider that
   // cannot load fails the start); a restart after a worker crash reuses the provider in use.
   let provider: Provider | undefined;
+  let providerSkipped: readonly SkippedProvider[] = [];
+  let providerLine = "";
   const engine = new InferenceEngine(
     async () => {
       if (provider) return await InferenceClient.start({ modelDir: dir, provider });
       const choice = await resolveProvider(
         config.provider,
-        (candidate) => InferenceClient.start({ modelDir: dir, provider: candidate }),
-        { log: (message) => log({ event: "provider", message }) },
+        async (candidate) => {
+          // `auto` skips a provider whose files are missing with that short reason, before
+          // ONNX Runtime is asked (it would print an error of its own for the attempt).
+          const missing = config.provider === "auto"
+            ? await missingProviderLibraries(candidate)
+            : undefined;
+          if (missing !== undefined) throw new Error(missing);
+          return await InferenceClient.start({ modelDir: dir, provider: candidate });
+        },
+        {
+          onSkip: ({ provider, reason }, next) =>
+            log.debug(`${provider} unavailable, trying ${next}: ${reason}`, {
+              event: "provider_skipped",
+              provider,
+              next,
+              reason,
+            }),
+        },
       );
       provider = choice.provider;
+      providerSkipped = choice.skipped;
+      providerLine = describeProviderChoice(choice);
       return choice.value;
     },
     (notice) => {
-      if (notice.type !== "loaded" || notice.restart) log({ event: "inference", ...notice });
+      // The first load is told by the ready line, or by load_failed.
+      if (notice.type === "loaded" && !notice.restart) return;
+      if (notice.type === "load_failed" && provider === undefined) return;
+      const message = notice.type === "loaded"
+        ? `inference worker restarted in ${formatDuration(notice.ms)}`
+        : notice.type === "worker_stopped"
+        ? `inference worker stopped (${notice.reason}): ${notice.message}`
+        : `the model could not be loaded: ${notice.message}`;
+      const fields = { event: `inference_${notice.type}`, ...notice };
+      if (notice.type === "loaded") log.info(message, fields);
+      else log.error(message, fields);
     },
   );
   let draining = false;
@@ -92,16 +138,17 @@ export async function main(config: ServerConfig): Promise<void> {
       model: { name: manifest.name, sampling: modelConfig.sampling },
       metrics,
       provider: () => works ? provider ?? `${config.provider} (loading)` : "none (api role)",
+      providerSkipped: () => providerSkipped,
       inferenceReady: () => works ? engine.ready : true,
       apiToken: config.apiToken,
       maxUploadBytes: config.maxUploadBytes,
       maxPixels: config.maxPixels,
       heartbeatMs: config.heartbeatSeconds * 1000,
       draining: () => draining,
-      log,
     })
     : workerApp(queue, metrics, {
       provider: () => provider ?? `${config.provider} (loading)`,
+      providerSkipped: () => providerSkipped,
       inferenceReady: () => engine.ready,
       modelName: manifest.name,
       draining: () => draining,
@@ -115,7 +162,6 @@ export async function main(config: ServerConfig): Promise<void> {
       maxPixels: config.maxPixels,
     }),
     observer: metrics,
-    log,
   });
 
   const started = performance.now();
@@ -123,19 +169,26 @@ export async function main(config: ServerConfig): Promise<void> {
     hostname: config.host,
     port: config.port,
     onListen: ({ hostname, port }) =>
-      log({
-        event: "start",
-        hostname,
-        port,
-        role,
-        queue: shared ? "redis" : "memory",
-        model: manifest.name,
-        model_dir: dir,
-        provider: config.provider,
-        slots: config.slots,
-        queue_size: config.queueSize,
-        auth: config.apiToken !== undefined,
-      }),
+      log.info(
+        `listening on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port} ` +
+          `(role ${role}, ${shared ? "Redis" : "in-memory"} queue, model ${manifest.name}, ` +
+          `${config.slots} slot${config.slots === 1 ? "" : "s"}${
+            config.apiToken !== undefined ? ", token required" : ""
+          })${works ? "; loading the model…" : ""}`,
+        {
+          event: "start",
+          hostname,
+          port,
+          role,
+          queue: shared ? "redis" : "memory",
+          model: manifest.name,
+          model_dir: dir,
+          provider: config.provider,
+          slots: config.slots,
+          queue_size: config.queueSize,
+          auth: config.apiToken !== undefined,
+        },
+      ),
   }, app.fetch);
 
   const shutdown = async (signal: string) => {
@@ -144,8 +197,20 @@ export async function main(config: ServerConfig): Promise<void> {
     const began = performance.now();
     const drainMs = config.drainSeconds * 1000;
     // Whatever hangs, the process is gone by the deadline.
+    log.info(`${signal}: draining (up to ${config.drainSeconds} s for ${loop.busy} running)`, {
+      event: "draining",
+      signal,
+      running: loop.busy,
+      drain_seconds: config.drainSeconds,
+    });
     const deadline = setTimeout(() => {
-      log({ event: "shutdown", signal, clean: false, ms: Math.round(performance.now() - began) });
+      const ms = Math.round(performance.now() - began);
+      log.warning(`stopped after ${formatDuration(ms)}, not cleanly: the drain deadline passed`, {
+        event: "shutdown",
+        signal,
+        clean: false,
+        ms,
+      });
       Deno.exit(0);
     }, drainMs + 1000);
     const running = loop.busy;
@@ -161,36 +226,55 @@ export async function main(config: ServerConfig): Promise<void> {
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
     await engine.close().catch(() => {});
     clearTimeout(deadline);
-    log({
-      event: "shutdown",
-      signal,
-      clean: finished,
-      running_at_signal: running,
-      ms: Math.round(performance.now() - began),
-    });
+    const ms = Math.round(performance.now() - began);
+    log.info(
+      `stopped after ${formatDuration(ms)}${
+        finished ? "" : " (running jobs were cancelled or handed back at the deadline)"
+      }`,
+      { event: "shutdown", signal, clean: finished, running_at_signal: running, ms },
+    );
     Deno.exit(0);
   };
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => void shutdown(signal));
   }
+  // Under `npx`, a signal to npx may not reach this process: stop when npx is gone.
+  void watchLauncher({
+    env: (name) => Deno.env.get(name),
+    onGone: (reason) => {
+      log.info(`${reason}: stopping`, { event: "launcher_exited", reason });
+      void shutdown("launcher exited");
+    },
+  });
 
   if (!works) {
-    log({ event: "ready", role, model: manifest.name, load_ms: 0 });
+    log.info(`ready: the API for model ${manifest.name} (no model loaded in this role)`, {
+      event: "ready",
+      role,
+      model: manifest.name,
+      load_ms: 0,
+    });
     return;
   }
   loop.start();
   try {
     const client = await engine.acquire();
-    log({
+    const loadMs = Math.round(performance.now() - started);
+    log.info(`ready in ${formatDuration(loadMs)}: model ${manifest.name}; ${providerLine}`, {
       event: "ready",
       role,
       model: manifest.name,
       provider: client.provider,
-      load_ms: Math.round(performance.now() - started),
+      provider_setting: config.provider,
+      ...(providerSkipped.length > 0 ? { provider_skipped: providerSkipped } : {}),
+      load_ms: loadMs,
     });
   } catch (error) {
     // A model that cannot load now will not load later: fail loudly, let the platform restart.
-    log({ event: "load_failed", message: error instanceof Error ? error.message : String(error) });
+    log.error(`the model could not be loaded: ${errorMessage(error)}`, {
+      event: "load_failed",
+      message: errorMessage(error),
+    });
     Deno.exit(1);
   }
 }
@@ -217,11 +301,14 @@ async function connectRedis(
         heartbeatTtlMs: Math.min(15_000, Math.max(50, options.claimIdleMs / 2)),
       });
     } catch (error) {
-      log({
-        event: "store_unavailable",
-        attempt,
-        message: error instanceof Error ? error.message : String(error),
-      });
+      log.warning(
+        `Redis unavailable (attempt ${attempt}, retrying in 2 s): ${errorMessage(error)}`,
+        {
+          event: "store_unavailable",
+          attempt,
+          message: errorMessage(error),
+        },
+      );
       await new Promise((resolve) => setTimeout(resolve, 2000));
     }
   }
@@ -233,12 +320,14 @@ function workerApp(
   metrics: Metrics,
   deps: {
     provider: () => string;
+    providerSkipped: () => readonly SkippedProvider[];
     inferenceReady: () => boolean;
     modelName: string;
     draining: () => boolean;
   },
 ): Hono {
   const app = new Hono();
+  app.use(requestLog(getLog("http")));
   app.notFound((c) =>
     c.json({
       error: {
@@ -255,15 +344,38 @@ function workerApp(
 }
 
 if (import.meta.main) {
+  const env = (name: string) => Deno.env.get(name);
+  let logConfig: LogConfig | undefined;
+  let logProblem: unknown;
+  try {
+    logConfig = readLogConfig(env, Deno.stdout.isTerminal());
+  } catch (error) {
+    logProblem = error;
+  }
+  configureLogging(logConfig ?? readLogConfig(() => undefined, Deno.stdout.isTerminal()));
   // The service keeps serving after any failure; a stray rejection is logged, not fatal.
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
-    log({ event: "unhandled_rejection", error: String(event.reason) });
+    log.error(`unhandled rejection: ${errorMessage(event.reason)}`, {
+      event: "unhandled_rejection",
+      error: String(event.reason),
+    });
   });
   try {
-    await main(readServerConfig((name) => Deno.env.get(name)));
+    let config: ServerConfig | undefined;
+    try {
+      config = readServerConfig(env);
+    } catch (error) {
+      if (!logProblem) throw error;
+      throw new Error(`${errorMessage(error)}; ${errorMessage(logProblem)}`);
+    }
+    if (logProblem) throw logProblem;
+    await main(config);
   } catch (error) {
-    log({ event: "start_failed", message: error instanceof Error ? error.message : String(error) });
+    log.error(`cannot start: ${errorMessage(error)}`, {
+      event: "start_failed",
+      message: errorMessage(error),
+    });
     Deno.exit(1);
   }
 }

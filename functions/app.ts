@@ -25,12 +25,14 @@
  */
 
 import { Hono } from "hono";
+import type { SkippedProvider } from "../pipeline/runtime/provider.ts";
 import { demoPage } from "./demo_page.ts";
 import { toHttpError } from "./errors.ts";
 import type { JobQueue } from "./jobs/job_queue.ts";
-import type { LogFields } from "./jobs/worker_loop.ts";
+import { getLog, type Log } from "./logging.ts";
 import type { Metrics } from "./metrics.ts";
 import { bearerAuth } from "./middleware/bearer_auth.ts";
+import { requestLog } from "./middleware/request_log.ts";
 import type { UploadModel } from "./multipart.ts";
 import { generationRoutes } from "./routes/generations.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -44,6 +46,8 @@ export interface AppDeps {
   readonly metrics: Metrics;
   /** Execution provider in use (or the setting while loading), for `/readyz` and `svd_provider_info`. */
   readonly provider: string | (() => string);
+  /** Providers `ORT_PROVIDER=auto` skipped and why, for `/readyz` (default: none). */
+  readonly providerSkipped?: () => readonly SkippedProvider[];
   /** True once the models are loaded. */
   readonly inferenceReady: () => boolean;
   /** Bearer token; undefined = no auth. */
@@ -54,8 +58,10 @@ export interface AppDeps {
   readonly heartbeatMs: number;
   /** True while shutting down (new generations get 503, `/readyz` 503). Default: never. */
   readonly draining?: () => boolean;
-  /** Where unexpected errors are logged (default: JSON lines on stderr). */
-  readonly log?: (fields: LogFields) => void;
+  /** Where each request is logged, unexpected errors included (default: `getLog("http")`). */
+  readonly log?: Log;
+  /** Where jobs queued, and jobs cancelled while queued, are logged (default: `getLog("job")`). */
+  readonly jobLog?: Log;
 }
 
 /** Paths served without a token. */
@@ -64,26 +70,15 @@ export const OPEN_PATHS: readonly string[] = ["/healthz", "/readyz", "/metrics",
 /** Builds the app; see the module doc. */
 export function createApp(deps: AppDeps): Hono {
   const draining = deps.draining ?? (() => false);
-  const log = deps.log ?? ((fields) => console.error(JSON.stringify(fields)));
   const app = new Hono();
 
-  app.onError((error, c) => {
-    const http = toHttpError(error);
-    if (http.status >= 500 && http.code !== "shutting_down") {
-      log({
-        event: "request_failed",
-        method: c.req.method,
-        path: c.req.path,
-        status: http.status,
-        error: String(error),
-      });
-    }
-    return http.getResponse();
-  });
+  // The request log (requestLog) records unexpected errors with their request.
+  app.onError((error) => toHttpError(error).getResponse());
   app.notFound((c) =>
     c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404)
   );
 
+  app.use(requestLog(deps.log ?? getLog("http")));
   app.use(bearerAuth({ token: deps.apiToken, open: OPEN_PATHS }));
   app.get("/", (c) => c.html(demoPage()));
   app.route("/", healthRoutes({ ...deps, modelName: deps.model.name, draining }));

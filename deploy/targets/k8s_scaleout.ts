@@ -39,6 +39,7 @@ import {
   modelVolume,
   quantityBytes,
   readinessProbe,
+  rolloutStrategy,
   securityContext,
   serverContainer,
   serverEnv,
@@ -76,11 +77,17 @@ function selector(options: ResolvedRenderOptions, component: "api" | "worker" | 
 }
 
 function meta(options: ResolvedRenderOptions, name: string, component: "api" | "worker" | "redis") {
-  return {
-    name,
-    ...(options.namespace ? { namespace: options.namespace } : {}),
-    labels: componentLabels(options, component),
-  };
+  return { name, namespace: namespaceOf(options), labels: componentLabels(options, component) };
+}
+
+/**
+ * The namespace of every object: KEDA's operator dials Redis from its own namespace, so the
+ * address names the namespace, and objects and address must agree. `--set namespace`, else what
+ * `deno task deploy` found as kubectl's current namespace, else `default` — written into every
+ * object, so that `kubectl apply -n other` refuses them instead of KEDA dialling the wrong Redis.
+ */
+export function namespaceOf(options: ResolvedRenderOptions): string {
+  return options.namespace ?? "default";
 }
 
 /** Where Redis is: host, port, database, TLS; the StatefulSet's Service unless `redisUrl`. */
@@ -104,11 +111,9 @@ export function redisEndpoint(options: ResolvedRenderOptions): {
     };
   }
   const host = `${options.name}-redis`;
-  // Without --set namespace the pods use kubectl's current namespace; KEDA's address assumes
-  // `default` then (deploy/README.md).
   return {
     host,
-    kedaHost: `${host}.${options.namespace ?? "default"}.svc.cluster.local`,
+    kedaHost: `${host}.${namespaceOf(options)}.svc.cluster.local`,
     port: REDIS_PORT,
     database: 0,
     tls: false,
@@ -167,7 +172,12 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
   const worker: IContainer = {
     ...workerBase,
     name: "worker",
-    env: [{ name: "ROLE", value: "worker" }, ...redisEnv(options), ...workerBase.env!],
+    env: [
+      { name: "ROLE", value: "worker" },
+      ...redisEnv(options),
+      // A worker serves only the probes and /metrics, which need no token.
+      ...workerBase.env!.filter((e) => e.name !== "API_TOKEN"),
+    ],
   };
   const workerDeployment: IDeployment = {
     apiVersion: "apps/v1",
@@ -176,7 +186,8 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
     spec: {
       // No `replicas`: KEDA's HPA owns it, and an apply must not reset it.
       selector: { matchLabels: selector(options, "worker") },
-      strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      // An old worker frees its GPU before its successor starts; queued jobs wait in Redis.
+      strategy: rolloutStrategy(options, { gpu: true }),
       template: {
         metadata: { labels: componentLabels(options, "worker") },
         spec: {
@@ -222,7 +233,7 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
     spec: {
       replicas: so.apiReplicas,
       selector: { matchLabels: selector(options, "api") },
-      strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      strategy: rolloutStrategy(options, { gpu: false }),
       template: {
         metadata: { labels: componentLabels(options, "api") },
         spec: {

@@ -11,6 +11,10 @@
  * inference worker, ffmpeg failing, the store failing — the job ends with a terminal event and the
  * loop takes the next one: no job is left hanging.
  *
+ * Each transition is one log line (`getLog("job")`): `job_started` (worker, attempt, time queued,
+ * frames, steps, size), then `job_done` (timings), `job_failed` (code and the error), or
+ * `job_cancelled`; `job_released` when a draining worker hands a job back.
+ *
  * @example
  * ```ts
  * import { WorkerLoop } from "./worker_loop.ts";
@@ -33,6 +37,7 @@ import type {
   VideoJobRunner,
 } from "../../pipeline/service/video_job.ts";
 import { FfmpegError, FfmpegNotFoundError } from "../../pipeline/video/mod.ts";
+import { errorMessage, formatDuration, getLog, type Log } from "../logging.ts";
 import {
   type ClaimedJob,
   isTerminal,
@@ -52,9 +57,6 @@ export interface JobObserver {
   jobFinished(outcome: JobOutcome, seconds: number): void;
 }
 
-/** One JSON log line's fields. */
-export type LogFields = Record<string, unknown>;
-
 /** Options of {@linkcode WorkerLoop}. */
 export interface WorkerLoopOptions {
   readonly queue: JobQueue;
@@ -67,8 +69,8 @@ export interface WorkerLoopOptions {
   /** How often a running job's cancel flag is polled, in milliseconds (default 250). */
   readonly cancelPollMs?: number;
   readonly observer?: JobObserver;
-  /** Log sink for failures the loop survives (default: JSON lines on stderr). */
-  readonly log?: (fields: LogFields) => void;
+  /** Where job transitions and the failures the loop survives are logged (default `getLog("job")`). */
+  readonly log?: Log;
   /** Prefix of the worker names given to `take` (default `worker-<pid>`). */
   readonly name?: string;
 }
@@ -97,7 +99,7 @@ export class WorkerLoop {
   readonly #inFlight = new Map<string, AbortController>();
   /** Jobs stopped at the drain deadline to be handed back rather than cancelled. */
   readonly #releasing = new Set<string>();
-  readonly #log: (fields: LogFields) => void;
+  readonly #log: Log;
   #slots: Promise<void>[] = [];
 
   constructor(options: WorkerLoopOptions) {
@@ -105,7 +107,7 @@ export class WorkerLoop {
       throw new RangeError(`slots must be an integer ≥ 1, got ${options.slots}`);
     }
     this.#options = options;
-    this.#log = options.log ?? ((fields) => console.error(JSON.stringify(fields)));
+    this.#log = options.log ?? getLog("job");
   }
 
   /** Jobs running now. */
@@ -147,7 +149,11 @@ export class WorkerLoop {
       try {
         job = await queue.take(worker, signal);
       } catch (error) {
-        this.#log({ event: "take_failed", worker, message: messageOf(error) });
+        this.#log.error(`${worker} cannot take a job: ${errorMessage(error)}`, {
+          event: "take_failed",
+          worker,
+          error: errorMessage(error),
+        });
         await sleep(1000, signal);
         continue;
       }
@@ -165,11 +171,18 @@ export class WorkerLoop {
     let published: Promise<unknown> = Promise.resolve();
     /** Events go out in order; one that cannot be stored is logged, the job goes on. */
     let settled = false;
+    /** Where the job is, for the log line of a cancelled job. */
+    let progress = "before the first step";
     const publish = (type: JobEventType, data: Record<string, unknown>) => {
       // A preview still being encoded when the job stopped must not follow the terminal event.
       if (settled) return;
       published = published.then(() => queue.publish(id, type, data)).catch((error) =>
-        this.#log({ event: "publish_failed", job: id, type, message: messageOf(error) })
+        this.#log.warning(`job ${id}: its ${type} event was lost: ${errorMessage(error)}`, {
+          event: "publish_failed",
+          generation: id,
+          type,
+          error: errorMessage(error),
+        })
       );
     };
     const checkCancel = () => {
@@ -189,6 +202,25 @@ export class WorkerLoop {
       if (await queue.cancelRequested(id)) controller.abort(new Error("cancelled before start"));
       const startedAt = Date.now();
       await queue.update(id, { status: "running", startedAt, worker });
+      const p = request.params;
+      const queuedMs = Math.max(0, startedAt - job.record.createdAt);
+      this.#log.info(
+        `job ${id} started on ${worker} after ${formatDuration(queuedMs)} queued: ` +
+          `${p.numFrames} frames ${p.width}×${p.height}, ${p.numSteps} steps` +
+          (job.record.attempts > 1 ? ` (attempt ${job.record.attempts})` : ""),
+        {
+          event: "job_started",
+          generation: id,
+          worker,
+          attempt: job.record.attempts,
+          queued_ms: queuedMs,
+          model: request.model,
+          frames: p.numFrames,
+          steps: p.numSteps,
+          width: p.width,
+          height: p.height,
+        },
+      );
       let lastElapsedMs = 0;
       const result = await this.#options.run(job.image, request, {
         signal: controller.signal,
@@ -206,6 +238,7 @@ export class WorkerLoop {
             case "step":
               observer?.stepFinished((event.elapsedMs - lastElapsedMs) / 1000);
               lastElapsedMs = event.elapsedMs;
+              progress = `at step ${event.step} of ${event.total}`;
               checkCancel();
               return publish("step", {
                 step: event.step,
@@ -216,9 +249,11 @@ export class WorkerLoop {
                 ...(event.frames ? { frames: event.frames } : {}),
               });
             case "decoding":
+              progress = `while decoding chunk ${event.chunk} of ${event.total}`;
               checkCancel();
               return publish("decoding", { chunk: event.chunk, total: event.total });
             case "encoding":
+              progress = "while encoding";
               return publish("encoding", {});
           }
         },
@@ -233,10 +268,36 @@ export class WorkerLoop {
         outcome = "released"; // handed back in `finally`: no terminal event
       } else if (error instanceof GenerationCancelledError || controller.signal.aborted) {
         outcome = "cancelled";
+        const reason = errorMessage(controller.signal.reason ?? error);
+        const ms = Math.round(performance.now() - started);
+        this.#log.info(
+          `job ${id} cancelled ${progress} after ${formatDuration(ms)}: ${reason}`,
+          {
+            event: "job_cancelled",
+            generation: id,
+            worker,
+            at: progress,
+            running_ms: ms,
+            reason,
+          },
+        );
         await this.#finish(id, "cancelled", {});
       } else {
         const failure = describeJobError(error);
-        this.#log({ event: "job_failed", job: id, code: failure.code, error: String(error) });
+        // A bad input is the client's; anything else is the service's to look at.
+        const level = CLIENT_ERROR_CODES.has(failure.code) ? "warning" : "error";
+        this.#log[level](
+          `job ${id} failed (${failure.code}) ${progress}: ${errorMessage(error)}`,
+          {
+            event: "job_failed",
+            generation: id,
+            worker,
+            code: failure.code,
+            at: progress,
+            running_ms: Math.round(performance.now() - started),
+            error: errorMessage(error),
+          },
+        );
         await this.#finish(id, "error", failure, { error: failure });
       }
     } finally {
@@ -244,14 +305,27 @@ export class WorkerLoop {
       this.#inFlight.delete(id);
       if (outcome === "released" || (this.#releasing.has(id) && outcome !== "done")) {
         this.#releasing.delete(id);
-        this.#log({ event: "job_released", job: id, worker });
+        this.#log.warning(`job ${id} handed back to the queue ${progress} (shutting down)`, {
+          event: "job_released",
+          generation: id,
+          worker,
+          at: progress,
+        });
         await queue.release(job).catch((error) =>
-          this.#log({ event: "release_failed", job: id, message: messageOf(error) })
+          this.#log.error(`job ${id} could not be handed back: ${errorMessage(error)}`, {
+            event: "release_failed",
+            generation: id,
+            error: errorMessage(error),
+          })
         );
       } else {
         this.#releasing.delete(id);
         await queue.complete(job).catch((error) =>
-          this.#log({ event: "complete_failed", job: id, message: messageOf(error) })
+          this.#log.error(`job ${id} could not be acknowledged: ${errorMessage(error)}`, {
+            event: "complete_failed",
+            generation: id,
+            error: errorMessage(error),
+          })
         );
         observer?.jobFinished(outcome, (performance.now() - started) / 1000);
       }
@@ -273,6 +347,29 @@ export class WorkerLoop {
     });
     await published;
     const t = result.timings;
+    const queuedMs = Math.max(0, startedAt - createdAt);
+    this.#log.info(
+      `job ${id} done in ${formatDuration(t.totalMs)} (sampling ${formatDuration(t.samplingMs)}, ` +
+        `decoding ${formatDuration(t.decodingMs)}, encoding ${formatDuration(t.encodingMs)}): ` +
+        `${result.format}, ${result.bytes.length} bytes`,
+      {
+        event: "job_done",
+        generation: id,
+        format: result.format,
+        bytes: result.bytes.length,
+        frames: result.frames,
+        width: result.width,
+        height: result.height,
+        seed: result.seed,
+        queued_ms: queuedMs,
+        preparing_ms: t.preparingMs,
+        conditioning_ms: t.conditioningMs,
+        sampling_ms: t.samplingMs,
+        decoding_ms: t.decodingMs,
+        encoding_ms: t.encodingMs,
+        total_ms: t.totalMs,
+      },
+    );
     await this.#finish(id, "done", {
       video_url: (this.#options.videoUrl ?? defaultVideoUrl)(id),
       format: result.format,
@@ -283,7 +380,7 @@ export class WorkerLoop {
       frames: result.frames,
       fps: result.fps,
       timings: {
-        queued_ms: Math.max(0, startedAt - createdAt),
+        queued_ms: queuedMs,
         preparing_ms: t.preparingMs,
         conditioning_ms: t.conditioningMs,
         sampling_ms: t.samplingMs,
@@ -308,10 +405,22 @@ export class WorkerLoop {
       await queue.update(id, { status, finishedAt: Date.now(), ...patch });
       await queue.publish(id, status, data);
     } catch (error) {
-      this.#log({ event: "finish_failed", job: id, status, message: messageOf(error) });
+      this.#log.error(`job ${id} could not be marked ${status}: ${errorMessage(error)}`, {
+        event: "finish_failed",
+        generation: id,
+        status,
+        error: errorMessage(error),
+      });
     }
   }
 }
+
+/** Codes of {@linkcode describeJobError} that blame the request, not the service. */
+const CLIENT_ERROR_CODES: ReadonlySet<string> = new Set([
+  "unsupported_media_type",
+  "image_too_large",
+  "invalid_parameter",
+]);
 
 /** The `error` event of a failed job: a stable code and a message without internals. */
 export function describeJobError(error: unknown): { code: string; message: string } {
@@ -358,8 +467,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     }
   });
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,6 +1,8 @@
 /**
  * `/v1/generations`: submit (202 JSON, or the job's event stream with `Accept: text/event-stream`),
  * status, events (resumable with `Last-Event-ID`), the finished clip (with byte ranges) and cancel.
+ * A job's transitions seen here are logged (`getLog("job")`): `job_queued`, and `job_cancelled`
+ * for a job cancelled while queued (the worker loop logs the others).
  *
  * @module
  */
@@ -10,10 +12,12 @@ import { parseByteRange } from "../byte_range.ts";
 import { HttpError } from "../errors.ts";
 import { generationUrls, statusJson } from "../generation_json.ts";
 import type { JobQueue, JobRecord } from "../jobs/job_queue.ts";
+import { logJobQueued, logQueuedJobCancelled } from "../jobs/job_log.ts";
+import { getLog, type Log } from "../logging.ts";
 import { bodyLimit } from "../middleware/body_limit.ts";
 import { rejectWhileDraining } from "../middleware/reject_while_draining.ts";
 import { parseUpload, type UploadModel } from "../multipart.ts";
-import { sseResponse } from "../sse.ts";
+import { resumeSseResponse, sseResponse } from "../sse.ts";
 
 /** What the generation routes need. */
 export interface GenerationRoutesDeps {
@@ -24,11 +28,14 @@ export interface GenerationRoutesDeps {
   readonly heartbeatMs: number;
   /** True while the service drains: new submissions get 503. */
   readonly draining: () => boolean;
+  /** Where jobs queued, and jobs cancelled while queued, are logged (default: `getLog("job")`). */
+  readonly jobLog?: Log;
 }
 
 /** The routes, to be mounted at `/v1/generations`. */
 export function generationRoutes(deps: GenerationRoutesDeps): Hono {
   const { queue } = deps;
+  const jobLog = deps.jobLog ?? getLog("job");
   const app = new Hono();
 
   app.post(
@@ -38,6 +45,7 @@ export function generationRoutes(deps: GenerationRoutesDeps): Hono {
     async (c) => {
       const { request, image } = await parseUpload(c.req.raw, deps.model, deps);
       const record = await queue.submit(request, image);
+      logJobQueued(jobLog, record);
       const urls = generationUrls(record.id);
       const headers = { Location: urls.status_url, "X-Generation-Id": record.id };
       if (wantsEventStream(c.req.header("Accept"))) {
@@ -48,7 +56,11 @@ export function generationRoutes(deps: GenerationRoutesDeps): Hono {
           // The client that asked for this stream left: nobody is waiting for the video.
           onClientGone: request.keepRunning
             ? undefined
-            : () => void queue.requestCancel(record.id).catch(() => {}),
+            : () =>
+              void queue.requestCancel(record.id).then(
+                (after) => logQueuedJobCancelled(jobLog, after, "the client left its stream"),
+                () => {},
+              ),
         });
       }
       return c.json({ id: record.id, status: record.status, ...urls }, 202, headers);
@@ -67,7 +79,7 @@ export function generationRoutes(deps: GenerationRoutesDeps): Hono {
 
   app.get("/:id/events", async (c) => {
     const record = await found(queue, c.req.param("id"));
-    return sseResponse(queue, record.id, {
+    return await resumeSseResponse(queue, record, {
       afterId: c.req.header("Last-Event-ID") ?? c.req.query("last_event_id"),
       heartbeatMs: deps.heartbeatMs,
     });
@@ -133,8 +145,10 @@ export function generationRoutes(deps: GenerationRoutesDeps): Hono {
   });
 
   app.delete("/:id", async (c) => {
+    const before = await queue.get(c.req.param("id"));
     const record = await queue.requestCancel(c.req.param("id"));
     if (!record) throw notFound(c.req.param("id"));
+    if (before?.status === "queued") logQueuedJobCancelled(jobLog, record, "DELETE");
     if (record.status === "done" || record.status === "error") {
       throw new HttpError(
         409,

@@ -1,12 +1,14 @@
 /**
  * Probes and metrics, served without a token: `/healthz` (the process answers), `/readyz` (the
- * models are loaded, the store answers and the service is not draining) and `/metrics`
+ * models are loaded, the store answers and the service is not draining; with the provider in use
+ * and, as `provider_skipped`, each provider `ORT_PROVIDER=auto` skipped and why) and `/metrics`
  * (Prometheus text).
  *
  * @module
  */
 
 import { Hono } from "hono";
+import type { SkippedProvider } from "../../pipeline/runtime/provider.ts";
 import type { JobQueue } from "../jobs/job_queue.ts";
 import { type Metrics, METRICS_CONTENT_TYPE } from "../metrics.ts";
 
@@ -17,6 +19,8 @@ export interface HealthRoutesDeps {
   /** True once the models are loaded (and while the inference worker is alive). */
   readonly inferenceReady: () => boolean;
   readonly provider: string | (() => string);
+  /** Providers `ORT_PROVIDER=auto` tried and skipped, with the reason (shown by `/readyz`). */
+  readonly providerSkipped?: () => readonly SkippedProvider[];
   readonly modelName: string;
   readonly draining: () => boolean;
 }
@@ -38,10 +42,12 @@ export function healthRoutes(deps: HealthRoutesDeps): Hono {
       : !store
       ? "store_unavailable"
       : "ready";
+    const skipped = deps.providerSkipped?.() ?? [];
     return c.json(
       {
         status,
         provider: provider(),
+        ...(skipped.length > 0 ? { provider_skipped: skipped } : {}),
         model: deps.modelName,
         ...(await deps.queue.stats().catch(() => ({}))),
       },

@@ -23,6 +23,7 @@ import {
 } from "./_worker_protocol.ts";
 import { type ModelDirectory, readModelDirectory } from "./model_dir.ts";
 import type { OnnxSessionOptions, Provider } from "./onnx_session.ts";
+import { missingProviderLibraries } from "./provider_libraries.ts";
 
 /** Why an inference worker stopped (or never started). */
 export type InferenceWorkerExit = "closed" | "crashed" | "failedToStart";
@@ -136,10 +137,6 @@ export class InferenceClient implements AsyncDisposable {
       graphs: options.graphs,
     });
     const graphs = Object.values(model.graphs).map((g) => ({ name: g.name, path: g.path }));
-    const worker = new Worker(new URL("./inference_worker.ts", import.meta.url), {
-      type: "module",
-      name: `inference ${model.dir}`,
-    });
     const failed = (message: string, cause: unknown) =>
       new InferenceWorkerError(
         "failedToStart",
@@ -148,6 +145,13 @@ export class InferenceClient implements AsyncDisposable {
         }`,
         { cause },
       );
+    // Known missing before ONNX Runtime is asked (which would print an error of its own).
+    const missing = await missingProviderLibraries(provider);
+    if (missing !== undefined) throw failed(missing, new Error(missing));
+    const worker = new Worker(new URL("./inference_worker.ts", import.meta.url), {
+      type: "module",
+      name: `inference ${model.dir}`,
+    });
     try {
       const loadMs = await new Promise<Partial<Record<GraphName, number>>>((resolve, reject) => {
         worker.onmessage = ({ data }: MessageEvent<WorkerResponse>) => {

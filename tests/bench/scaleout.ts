@@ -160,7 +160,7 @@ async function stepLatency(
       },
     });
   const metrics = new Metrics();
-  const loop = new WorkerLoop({ queue, slots: 1, run, log: () => {} });
+  const loop = new WorkerLoop({ queue, slots: 1, run });
   const app = createApp({
     queue,
     model: { name: manifest.name, sampling: manifest.config.sampling },
@@ -170,7 +170,6 @@ async function stepLatency(
     maxUploadBytes: 1 << 24,
     maxPixels: 16e6,
     heartbeatMs: 15_000,
-    log: () => {},
   });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
   loop.start();

@@ -10,10 +10,12 @@
 
 import { InferenceClient } from "../../pipeline/runtime/mod.ts";
 import { parseProviderSetting, resolveProvider } from "../../pipeline/runtime/provider.ts";
+import { missingProviderLibraries } from "../../pipeline/runtime/provider_libraries.ts";
 import { tinyModelDir } from "../runtime/_tiny_model.ts";
 
 const modelDir = await tinyModelDir();
 const logs: string[] = [];
+const cudaLibraries = await missingProviderLibraries("cuda") === undefined;
 try {
   const choice = await resolveProvider(
     parseProviderSetting(Deno.args[0]),
@@ -21,8 +23,10 @@ try {
     { log: (line) => logs.push(line) },
   );
   await choice.value.close();
-  console.log(JSON.stringify({ provider: choice.provider, skipped: choice.skipped, logs }));
+  console.log(
+    JSON.stringify({ provider: choice.provider, skipped: choice.skipped, logs, cudaLibraries }),
+  );
 } catch (error) {
   const { name, message } = error as Error;
-  console.log(JSON.stringify({ error: { name, message }, logs }));
+  console.log(JSON.stringify({ error: { name, message }, logs, cudaLibraries }));
 }

@@ -129,22 +129,21 @@ for (const target of ALL_TARGETS) {
   });
 
   Deno.test(`${target}: API_TOKEN comes from a secret reference only`, () => {
-    const { server } = workload({ target });
+    // The HTTP API's pods (k8s-scaleout: the api Deployment; its workers have no token).
+    const serving = (options: RenderOptions) =>
+      objects(options).find((o) => {
+        const e = env(podSpec(o)?.containers[0] ?? {} as IContainer);
+        return (e.ORT_PROVIDER !== undefined || e.ROLE !== undefined) && e.ROLE !== "worker";
+      })!;
+    const object = structuredClone(serving({ target, image: IMAGE }));
+    const server = podSpec(object)!.containers[0];
     const token = server.env!.find((e) => e.name === "API_TOKEN")!;
     assert.equal(token.value, undefined);
     assert.equal(token.valueFrom?.secretKeyRef?.name, "svd-stream-api-token");
-    assertRefused(
-      mutated(
-        target,
-        (_, s) =>
-          s.env!.splice(s.env!.indexOf(s.env!.find((e) => e.name === "API_TOKEN")!), 1, {
-            name: "API_TOKEN",
-            value: "hunter2",
-          }),
-      ),
-      /API_TOKEN must come from a secret reference/,
-    );
-    assert.equal(env(workload({ target, tokenSecret: null }).server).API_TOKEN, undefined);
+    server.env!.splice(server.env!.indexOf(token), 1, { name: "API_TOKEN", value: "hunter2" });
+    assertRefused(object, /API_TOKEN must come from a secret reference/);
+    const untokened = serving({ target, tokenSecret: null });
+    assert.equal(env(podSpec(untokened)!.containers[0]).API_TOKEN, undefined);
   });
 
   Deno.test(`${target}: the server's environment carries every setting`, () => {
@@ -332,6 +331,27 @@ Deno.test("k8s: Deployment, Service and PodDisruptionBudget; grace covers draini
     mutated("k8s", (_, s) => s.volumeMounts![0].readOnly = false),
     /not mounted read-only/,
   );
+});
+
+Deno.test("k8s: a GPU Deployment frees a GPU before starting its successor, so one GPU per node can roll out", () => {
+  const deployment = workload({ target: "k8s", image: IMAGE }).object as IDeployment & KubeObject;
+  assert.deepEqual(deployment.spec?.strategy, {
+    type: "RollingUpdate",
+    rollingUpdate: { maxSurge: 0, maxUnavailable: 1 },
+  });
+  // A CPU Deployment has no GPU to wait for: it still starts the new pod first.
+  const cpu = workload({ target: "k8s", image: IMAGE, limits: { gpu: 0 }, provider: "cpu" })
+    .object as IDeployment & KubeObject;
+  assert.deepEqual(cpu.spec?.strategy?.rollingUpdate, { maxSurge: 1, maxUnavailable: 0 });
+  // The surge that waits for a spare GPU forever is refused, Kubernetes' default (25%) included.
+  const surging = (strategy: unknown) =>
+    mutated("k8s", (_p, _s, o) => (o.spec as { strategy?: unknown }).strategy = strategy);
+  assertRefused(
+    surging({ type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } }),
+    /a GPU Deployment rolling out with maxSurge = 1 needs a spare GPU/,
+  );
+  assertRefused(surging(undefined), /maxSurge = 25% needs a spare GPU/);
+  validateManifest(surging({ type: "Recreate" }));
 });
 
 Deno.test("k8s with init:NAME: an init container fills an emptyDir with deno task weights", () => {

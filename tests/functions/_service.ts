@@ -23,6 +23,7 @@ import {
   videoJobRunner,
 } from "../../pipeline/service/video_job.ts";
 import { fixturePath } from "../_fixtures.ts";
+import { type CapturedLine, capturedLog } from "./_captured_log.ts";
 
 /** Options of {@linkcode testService}. */
 export interface TestServiceOptions {
@@ -51,8 +52,8 @@ export interface TestService extends AsyncDisposable {
   readonly model: UploadModel;
   /** Present with `run: "model"`. */
   readonly engine?: InferenceEngine<InferenceClient>;
-  /** Log lines the service wrote. */
-  readonly logs: Record<string, unknown>[];
+  /** Log lines the service wrote (requests and job transitions). */
+  readonly logs: CapturedLine[];
 }
 
 /** Builds (and starts) a service; see the module doc. */
@@ -60,8 +61,8 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
   const dir = await ensureDemoModel();
   const { manifest } = await readModelDirectory(dir);
   const model: UploadModel = { name: manifest.name, sampling: manifest.config.sampling };
-  const logs: Record<string, unknown>[] = [];
-  const log = (fields: Record<string, unknown>) => void logs.push(fields);
+  const log = capturedLog();
+  const logs = log.lines;
   const metrics = new Metrics();
   const slots = options.slots ?? 1;
   const queue = new MemoryJobQueue({
@@ -104,6 +105,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     maxPixels,
     heartbeatMs: options.heartbeatMs ?? 15_000,
     log,
+    jobLog: log,
   });
   if (options.startLoop ?? true) loop.start();
   return {

@@ -10,6 +10,7 @@ import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import { ParameterError } from "../../pipeline/config/mod.ts";
 import type { VideoJobRunner } from "../../pipeline/service/video_job.ts";
+import { capturedLog } from "./_captured_log.ts";
 import { fakeRunner, waitFor } from "./_service.ts";
 
 const REQUEST = jobRequest({ numSteps: 3 }, { preview: "latent" });
@@ -24,13 +25,13 @@ async function events(queue: MemoryJobQueue, id: string): Promise<JobEvent[]> {
 
 function setup(run: VideoJobRunner, slots = 1) {
   const queue = new MemoryJobQueue({ capacity: 10, retentionMs: 10_000 });
-  const logs: Record<string, unknown>[] = [];
-  const loop = new WorkerLoop({ queue, slots, run, log: (l) => void logs.push(l), name: "t" });
+  const log = capturedLog();
+  const loop = new WorkerLoop({ queue, slots, run, log, name: "t" });
   loop.start();
   return {
     queue,
     loop,
-    logs,
+    logs: log.lines,
     async [Symbol.asyncDispose]() {
       await loop.stop({ drainMs: 10_000, cancelAfterMs: 0 });
       await queue.close();
