@@ -464,6 +464,3 @@ const RULES: Record<string, Rule> = {
     return [{ type: q.type, dims: [q.dims[0], q.dims[1], v.dims[2]] }];
   },
 };
-
-/** The ops this module can infer, as `domain:op` (domain "" is ai.onnx). */
-export const INFERABLE_OPS: readonly string[] = Object.keys(RULES);
