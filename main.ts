@@ -47,6 +47,7 @@ import { Metrics } from "./functions/metrics.ts";
 import { healthRoutes } from "./functions/routes/health.ts";
 import { readServerConfig, type ServerConfig } from "./functions/server_config.ts";
 import { ensureDemoModel } from "./pipeline/cli/demo_model.ts";
+import { serviceDecodingT } from "./pipeline/plan/service_decoding_t.ts";
 import { InferenceClient, type Provider, readModelDirectory } from "./pipeline/runtime/mod.ts";
 import { modelConstants } from "./pipeline/generate.ts";
 import {
@@ -69,6 +70,16 @@ export async function main(config: ServerConfig): Promise<void> {
   // The API reads only model.json (name and sampling defaults), not the graphs.
   const { manifest, dir } = await readModelDirectory(modelDir, works ? {} : { graphs: [] });
   const modelConfig = manifest.config;
+  // Requests without decoding_t get the largest the GPU's memory plan allows (pipeline/plan/).
+  const decoding = await serviceDecodingT({
+    config: modelConfig,
+    precision: manifest.precision,
+    provider: config.provider,
+    gpuMemoryGb: config.gpuMemoryGb,
+    probeGpu: works,
+  });
+  log({ event: "decoding_t", ...decoding });
+  const sampling = { ...modelConfig.sampling, decodingT: decoding.decodingT };
   const metrics = new Metrics();
   const queueOptions = {
     capacity: config.slots + config.queueSize,
@@ -135,7 +146,7 @@ export async function main(config: ServerConfig): Promise<void> {
   const app = serves
     ? createApp({
       queue,
-      model: { name: manifest.name, sampling: modelConfig.sampling },
+      model: { name: manifest.name, sampling },
       metrics,
       provider: () => works ? provider ?? `${config.provider} (loading)` : "none (api role)",
       providerSkipped: () => providerSkipped,

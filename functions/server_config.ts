@@ -20,6 +20,7 @@
  * | `ROLE` | `all` | `all` (HTTP and worker in one process), `api` (HTTP only, loads no model), `worker` (runs jobs; serves only `/healthz`, `/readyz`, `/metrics`); `api` and `worker` need `REDIS_URL` |
  * | `REDIS_URL` | unset: the embedded in-process queue | `redis://[[user]:password@]host[:port][/db]` or `rediss://…`: the Redis Streams queue shared by every instance |
  * | `REDIS_CLAIM_IDLE_MS` | 30000 | 100..3600000: a job whose worker stopped heartbeating is reclaimed after this long (needs `REDIS_URL`) |
+ * | `GPU_MEMORY_GB` | unset: what `nvidia-smi` reports | 1..4096 GiB of GPU memory the memory plan may use to choose the default `decoding_t`; with `nvidia-smi` too, the smaller wins (a MIG slice, a shared GPU, an API process without a GPU) |
  *
  * With `REDIS_URL`, `SLOTS + QUEUE_SIZE` of the instance that accepts a job bounds the jobs queued
  * and running cluster-wide (give every instance the same values); `SLOTS` is per worker process.
@@ -70,6 +71,8 @@ export interface ServerConfig {
   readonly redisUrl?: string;
   /** Idle time after which a dead worker's job is reclaimed (Redis only), in milliseconds. */
   readonly redisClaimIdleMs: number;
+  /** GPU memory for the memory plan, GiB; undefined: only what `nvidia-smi` reports. */
+  readonly gpuMemoryGb?: number;
 }
 
 /** The environment variables read, in the order they are documented. */
@@ -89,6 +92,7 @@ export const SERVER_ENV = [
   "ROLE",
   "REDIS_URL",
   "REDIS_CLAIM_IDLE_MS",
+  "GPU_MEMORY_GB",
 ] as const;
 
 /** One or more environment variables have values the service cannot use. */
@@ -191,6 +195,9 @@ export function readServerConfig(env: (name: string) => string | undefined): Ser
     role: role as ServerRole,
     redisUrl,
     redisClaimIdleMs: number("REDIS_CLAIM_IDLE_MS", 30_000, 100, 3_600_000),
+    gpuMemoryGb: read("GPU_MEMORY_GB") === undefined
+      ? undefined
+      : number("GPU_MEMORY_GB", 0, 1, 4096, false),
   };
   if (problems.length > 0) throw new ServerConfigError(problems);
   return config;

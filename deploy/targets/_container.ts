@@ -76,6 +76,9 @@ export function serverEnv(
     { name: "MAX_PIXELS", value: String(options.maxPixels) },
     { name: "ORT_PROVIDER", value: options.provider },
     { name: "DRAIN_SECONDS", value: String(options.drainSeconds) },
+    ...(options.gpuMemoryGb === undefined
+      ? []
+      : [{ name: "GPU_MEMORY_GB", value: String(options.gpuMemoryGb) }]),
   ];
   if (options.tokenSecret) {
     env.push({

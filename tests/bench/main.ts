@@ -7,20 +7,22 @@
  * - `cold-start`: the service's start, model load and first request on the tiny demo model.
  * - `scaleout`: N jobs with 1 and 2 Redis worker processes (throughput, ratio), and the latency a
  *   `step` event gains on the Redis path against the embedded one.
+ * - `unet`: the full-size UNet on the CPU provider, one CFG-batched step (one JSON line).
+ * - `gpu`: the one-shot GPU benchmark (full-size SVD-XT, fp16, 576×1024, 25×25; one JSON line);
+ *   on an offline GPU host it runs from `bench/gpu/run.sh` (docs/gpu.md).
  *
  * @module
  */
 
-import { coldStart } from "./cold_start.ts";
-import { convertFull } from "./convert_full.ts";
-import { generateOverhead } from "./generate_overhead.ts";
-import { scaleout } from "./scaleout.ts";
-
-const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
-  "convert-full": convertFull,
-  generate: generateOverhead,
-  "cold-start": coldStart,
-  scaleout,
+// Loaded on demand: `bench gpu` runs on an offline GPU host under bench/gpu/deno.json, which
+// has only the pipeline's packages (no Hono, no Redis).
+const BENCHES: Record<string, () => Promise<(args: string[]) => Promise<void>>> = {
+  "convert-full": async () => (await import("./convert_full.ts")).convertFull,
+  generate: async () => (await import("./generate_overhead.ts")).generateOverhead,
+  "cold-start": async () => (await import("./cold_start.ts")).coldStart,
+  scaleout: async () => (await import("./scaleout.ts")).scaleout,
+  unet: async () => (await import("./unet_cpu.ts")).unetCpu,
+  gpu: async () => (await import("./gpu.ts")).gpuBench,
 };
 
 const [name, ...args] = Deno.args;
@@ -29,4 +31,4 @@ if (!bench) {
   console.error(`Usage: deno task bench ${Object.keys(BENCHES).join("|")} [options]`);
   Deno.exit(2);
 }
-await bench(args);
+await (await bench())(args);

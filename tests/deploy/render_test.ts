@@ -15,6 +15,7 @@ import type { IPodSpec } from "kubernetes-models/v1/PodSpec";
 import type { IService } from "kubernetes-models/v1/Service";
 import {
   applySetting,
+  GPU_MEMORY_BY_TYPE,
   hasTagOrDigest,
   type KubeObject,
   parseModelLocation,
@@ -459,4 +460,26 @@ Deno.test("parseModelLocation() and hasTagOrDigest() read what users type", () =
   assert.ok(hasTagOrDigest(`ghcr.io/acme/svd@sha256:${"a".repeat(64)}`));
   assert.ok(!hasTagOrDigest("localhost:5000/svd-stream"));
   assert.ok(!hasTagOrDigest("svd-stream"));
+});
+
+Deno.test("GPU_MEMORY_GB: Cloud Run's L4 by default, a known gpuType elsewhere, unset when the GPU is unknown", () => {
+  assert.equal(env(workload({ target: "cloudrun" }).server).GPU_MEMORY_GB, "22.49"); // 23034 MiB
+  assert.equal(GPU_MEMORY_BY_TYPE["nvidia-h100-80gb"], 79.64);
+  for (const target of ["knative", "k8s"] as const) {
+    assert.equal(env(workload({ target }).server).GPU_MEMORY_GB, undefined, target);
+    const h100 = workload({ target, gpuType: "nvidia-h100-80gb" });
+    assert.equal(env(h100.server).GPU_MEMORY_GB, "79.64", target);
+    assert.equal(env(workload({ target, gpuMemoryGb: 40 }).server).GPU_MEMORY_GB, "40");
+    assert.equal(env(workload({ target, limits: { gpu: 0 } }).server).GPU_MEMORY_GB, undefined);
+  }
+  assert.equal(
+    env(workload({ target: "cloudrun", gpuType: "nvidia-b200" }).server).GPU_MEMORY_GB,
+    undefined,
+  );
+  assert.throws(
+    () => resolveRenderOptions({ target: "k8s", gpuMemoryGb: 0.5 }),
+    /gpuMemoryGb = 0.5 is out of range: allowed 1..4096 \(GiB\)/,
+  );
+  assert.equal(applySetting({ target: "k8s" }, "gpuMemoryGb=22.5").gpuMemoryGb, 22.5);
+  assert.throws(() => applySetting({ target: "k8s" }, "gpuMemoryGb=lots"), /not a number/);
 });

@@ -28,6 +28,7 @@ Deno.test({
       role: "all",
       redisUrl: undefined,
       redisClaimIdleMs: 30_000,
+      gpuMemoryGb: undefined,
     });
   },
 });
@@ -52,6 +53,7 @@ Deno.test({
       ROLE: "worker",
       REDIS_URL: "redis://:secret@10.0.0.5:6380/2",
       REDIS_CLAIM_IDLE_MS: "1500",
+      GPU_MEMORY_GB: "22.4",
     }));
     assert.deepEqual(config, {
       port: 0,
@@ -69,6 +71,7 @@ Deno.test({
       role: "worker",
       redisUrl: "redis://:secret@10.0.0.5:6380/2",
       redisClaimIdleMs: 1500,
+      gpuMemoryGb: 22.4,
     });
   },
 });
@@ -147,5 +150,28 @@ Deno.test({
     assert.deepEqual(problems({ REDIS_URL: "redis://h", REDIS_CLAIM_IDLE_MS: "5" }), [
       'REDIS_CLAIM_IDLE_MS = "5" is out of range: allowed an integer in 100..3600000',
     ]);
+  },
+});
+
+Deno.test({
+  name: "readServerConfig() names GPU_MEMORY_GB, its value and the allowed range when it is bad",
+  permissions: "none",
+  fn() {
+    for (
+      const [value, problem] of [
+        ["24GB", 'GPU_MEMORY_GB = "24GB" is not a number: allowed 1..4096'],
+        ["0.5", 'GPU_MEMORY_GB = "0.5" is out of range: allowed 1..4096'],
+        ["-8", 'GPU_MEMORY_GB = "-8" is out of range: allowed 1..4096'],
+        ["5000", 'GPU_MEMORY_GB = "5000" is out of range: allowed 1..4096'],
+      ]
+    ) {
+      assert.throws(() => readServerConfig(env({ GPU_MEMORY_GB: value })), (error: unknown) => {
+        assert.ok(error instanceof ServerConfigError);
+        assert.deepEqual(error.problems, [problem]);
+        return true;
+      });
+    }
+    assert.equal(readServerConfig(env({ GPU_MEMORY_GB: " 80 " })).gpuMemoryGb, 80);
+    assert.equal(readServerConfig(env({ GPU_MEMORY_GB: "" })).gpuMemoryGb, undefined);
   },
 });
