@@ -11,6 +11,7 @@
  * @module
  */
 
+import { crc32 } from "node:zlib";
 import { CorruptImageError, UnsupportedImageError } from "./image_errors.ts";
 
 /** Formats svd-stream reads: PNG and JPEG in-process, WebP through ffmpeg. */
@@ -59,14 +60,26 @@ export function sniffImage(bytes: Uint8Array): ImageHeader {
   );
 }
 
-/** PNG: signature, then IHDR (length 13) with width and height as big-endian uint32. */
+/**
+ * PNG: signature, then IHDR (length 13) with width and height as big-endian uint32, and its CRC
+ * (a size from an IHDR that fails its CRC cannot be trusted, even to say "too large").
+ */
 function sniffPng(bytes: Uint8Array): ImageHeader {
-  need(bytes, 24, "PNG", "IHDR");
+  need(bytes, 33, "PNG", "the end of IHDR");
   if (u32be(bytes, 8) !== 13 || ascii(bytes, 12, 4) !== "IHDR") {
     throw new CorruptImageError(
       `Corrupt PNG: first chunk is "${ascii(bytes, 12, 4)}" of length ${
         u32be(bytes, 8)
       }, expected IHDR of length 13`,
+    );
+  }
+  const stored = u32be(bytes, 29);
+  const computed = crc32(bytes.subarray(12, 29));
+  if (stored !== computed) {
+    throw new CorruptImageError(
+      `Corrupt PNG: CRC mismatch in chunk IHDR at byte 8: stored 0x${hex32(stored)}, computed 0x${
+        hex32(computed)
+      }`,
     );
   }
   return checked("png", u32be(bytes, 16), u32be(bytes, 20));
@@ -117,7 +130,9 @@ function sniffJpeg(bytes: Uint8Array): ImageHeader {
       const precision = bytes[offset + 4];
       if (precision !== 8) {
         throw new UnsupportedImageError(
-          `Unsupported JPEG: ${precision}-bit samples (${JPEG_PROCESSES[marker]}); only 8-bit JPEG is decoded`,
+          `Unsupported JPEG: ${precision}-bit samples (${
+            JPEG_PROCESSES[marker]
+          }); only 8-bit JPEG is decoded`,
         );
       }
       const height = u16be(bytes, offset + 5);
@@ -288,6 +303,10 @@ function startsWith(bytes: Uint8Array, magic: readonly number[]): boolean {
 
 function ascii(bytes: Uint8Array, offset: number, length: number): string {
   return String.fromCharCode(...bytes.subarray(offset, offset + length));
+}
+
+function hex32(value: number): string {
+  return value.toString(16).toUpperCase().padStart(8, "0");
 }
 
 function hex(byte: number): string {

@@ -115,7 +115,11 @@ export function defaultImageWorkers(): number {
 
 type Payload =
   | { readonly type: "prepare"; readonly bytes: Uint8Array; readonly options: PrepareImageOptions }
-  | { readonly type: "validate"; readonly bytes: Uint8Array; readonly options: ValidateImageOptions }
+  | {
+    readonly type: "validate";
+    readonly bytes: Uint8Array;
+    readonly options: ValidateImageOptions;
+  }
   | { readonly type: "crash" | "hang" };
 
 interface Request {
@@ -317,7 +321,9 @@ export class ImagePool {
   }
 
   #fail(slot: Slot, message: string, cause: unknown): void {
-    if (slot.request) this.#settle(slot.request, new ImageWorkerError("crashed", message, { cause }));
+    if (slot.request) {
+      this.#settle(slot.request, new ImageWorkerError("crashed", message, { cause }));
+    }
     this.#retire(slot);
     this.#dispatch();
   }

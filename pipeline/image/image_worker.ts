@@ -32,7 +32,7 @@ if (isWorker()) {
   scope.onmessage = ({ data: request }) => {
     // Thrown synchronously, so it is uncaught in the worker's event loop as a real crash would be.
     if (request.type === "crash") throw new Error("image worker crash requested by a test");
-    if (request.type === "hang") while (true) { /* a decode that never ends */ }
+    if (request.type === "hang") { while (true) { /* a decode that never ends */ } }
     void handle(request, scope);
   };
 }

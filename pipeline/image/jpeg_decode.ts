@@ -104,7 +104,9 @@ export function readJpegStructure(bytes: Uint8Array): JpegStructure {
       );
     }
     if (offset + 4 > bytes.length) {
-      throw new CorruptImageError(`Truncated JPEG: ${bytes.length} bytes end inside marker ${name}`);
+      throw new CorruptImageError(
+        `Truncated JPEG: ${bytes.length} bytes end inside marker ${name}`,
+      );
     }
     const length = u16be(bytes, offset + 2);
     const start = offset + 4;
@@ -143,7 +145,9 @@ export function readJpegStructure(bytes: Uint8Array): JpegStructure {
         const missing = frame.quant.filter((t) => !quantTables.has(t));
         if (missing.length > 0) {
           throw new CorruptImageError(
-            `Corrupt JPEG: the frame uses quantization table ${missing[0]}, not defined before the first scan`,
+            `Corrupt JPEG: the frame uses quantization table ${
+              missing[0]
+            }, not defined before the first scan`,
           );
         }
       }
@@ -181,7 +185,9 @@ function readFrame(
   const components = body[5];
   if (precision !== 8) {
     throw new UnsupportedImageError(
-      `Unsupported JPEG: ${precision}-bit samples (${JPEG_PROCESSES[marker]}); only 8-bit JPEG is decoded`,
+      `Unsupported JPEG: ${precision}-bit samples (${
+        JPEG_PROCESSES[marker]
+      }); only 8-bit JPEG is decoded`,
     );
   }
   if (height === 0) {

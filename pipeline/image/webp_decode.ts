@@ -111,7 +111,9 @@ export function readWebpStructure(
 /** VP8 (lossy) key frame header: frame tag, start code, 14-bit sizes. */
 function readVp8(payload: Uint8Array, offset: number) {
   if (payload.length < 10) {
-    throw new CorruptImageError(`Corrupt WebP: VP8 chunk at byte ${offset} is ${payload.length} bytes`);
+    throw new CorruptImageError(
+      `Corrupt WebP: VP8 chunk at byte ${offset} is ${payload.length} bytes`,
+    );
   }
   const tag = payload[0] | (payload[1] << 8) | (payload[2] << 16);
   const keyFrame = (tag & 1) === 0;
@@ -121,7 +123,9 @@ function readVp8(payload: Uint8Array, offset: number) {
   const startCode = payload[3] === 0x9d && payload[4] === 0x01 && payload[5] === 0x2a;
   if (!keyFrame || version > 3 || !shown || !startCode || firstPartition > payload.length - 10) {
     throw new CorruptImageError(
-      `Corrupt WebP: VP8 frame header at byte ${offset + 8} (key frame ${keyFrame}, version ${version}, ` +
+      `Corrupt WebP: VP8 frame header at byte ${
+        offset + 8
+      } (key frame ${keyFrame}, version ${version}, ` +
         `shown ${shown}, start code ${startCode}, first partition ${firstPartition} of ${payload.length} bytes)`,
     );
   }

@@ -127,7 +127,9 @@ Deno.test({
         } catch (error) {
           // one byte says nothing about the format; two or more of a magic are a cut file
           assert.ok(
-            length < 2 ? error instanceof UnsupportedImageError : error instanceof CorruptImageError,
+            length < 2
+              ? error instanceof UnsupportedImageError
+              : error instanceof CorruptImageError,
             `${full.format}[0:${length}]: ${error}`,
           );
           assert.equal(
