@@ -106,8 +106,8 @@ export interface ImagePoolStats {
 
 /**
  * One worker per core but one, at most 2: decoding is one thread's work, and inference needs the
- * other cores. Each busy worker holds up to ~17 bytes a pixel of the largest image (see the
- * README's reliability section).
+ * other cores. A busy worker holds one image: about 10 bytes a pixel for PNG, 29 for a
+ * progressive JPEG (`deno task bench image-prep`), so ~0.5 GiB for a 16 Mpx upload at most.
  */
 export function defaultImageWorkers(): number {
   return Math.max(1, Math.min(2, (navigator.hardwareConcurrency ?? 2) - 1));

@@ -7,6 +7,9 @@
  * - `cold-start`: the service's start, model load and first request on the tiny demo model.
  * - `scaleout`: N jobs with 1 and 2 Redis worker processes (throughput, ratio), and the latency a
  *   `step` event gains on the Redis path against the embedded one.
+ * - `image-prep`: the main thread's worst stall and `/healthz` latency while a 16 Mpx PNG, a
+ *   16 Mpx progressive JPEG and an upscale to 2048² are prepared, on the main thread and in an
+ *   `ImagePool` worker, with the peak RSS of one preparation.
  *
  * @module
  */
@@ -14,6 +17,7 @@
 import { coldStart } from "./cold_start.ts";
 import { convertFull } from "./convert_full.ts";
 import { generateOverhead } from "./generate_overhead.ts";
+import { imagePrep } from "./image_prep.ts";
 import { scaleout } from "./scaleout.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
@@ -21,6 +25,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   generate: generateOverhead,
   "cold-start": coldStart,
   scaleout,
+  "image-prep": imagePrep,
 };
 
 const [name, ...args] = Deno.args;
