@@ -9,13 +9,14 @@
  * and DAC arithmetic coding, DHP, JPEG-LS (SOF55), 12- and 16-bit samples, 2 components, 4 without
  * Adobe, a height given later by DNL, JPEG extension markers (JPG, JPGn).
  *
- * Why the walk: `jpeg-js` 0.4.4 reads past the end of a truncated scan as zero bits (and may
- * return a half-grey image), ignores the frame's precision, and loops forever on a fill byte
- * before a marker it does not know (`FF FF C3`, a lossless frame). So before `jpeg-js` runs, every
- * segment is checked to lie inside the file, tables and scans to reference what the frame
- * defines, every entropy-coded segment to end at a marker, and EOI to close the file; anything
- * else is a {@linkcode CorruptImageError} (422). At most {@linkcode MAX_JPEG_SCANS} scans: each
- * progressive scan makes `jpeg-js` walk the whole image again.
+ * Why the walk: `jpeg-js` 0.4.4 ignores the frame's precision (a 12-bit file is read as if 8-bit),
+ * says only "unknown JPEG marker ffc3" for a lossless or arithmetic frame, reads past the end of
+ * the data as zero bits, and meets a scan that names an undefined table with a `TypeError`. So
+ * before `jpeg-js` runs, every segment is checked to lie inside the file, tables and scans to
+ * reference what the frame defines, every entropy-coded segment to end at a marker, and EOI to
+ * close the file; anything else is a {@linkcode CorruptImageError} (422) that says where. At most
+ * {@linkcode MAX_JPEG_SCANS} scans: each progressive scan makes `jpeg-js` walk the whole image
+ * again.
  *
  * @module
  */
