@@ -26,15 +26,13 @@
  */
 
 import { CorruptImageError, ImageTooLargeError } from "./image_errors.ts";
-import { type ImageFormat, type ImageHeader, sniffImage } from "./image_header.ts";
+import { type ImageHeader, sniffImage } from "./image_header.ts";
 import { decodeJpeg } from "./jpeg_decode.ts";
 import { decodePng } from "./png_decode.ts";
 import { decodeWebp } from "./webp_decode.ts";
 
 /** An image as 8-bit RGB. */
 export interface DecodedImage {
-  /** What the file was. */
-  readonly format: ImageFormat;
   readonly width: number;
   readonly height: number;
   /** `[height, width, 3]` bytes, row-major. */
@@ -107,5 +105,5 @@ export async function decodeImage(
         `its header says ${header.width}×${header.height}`,
     );
   }
-  return { format: header.format, width: image.width, height: image.height, rgb: image.rgb };
+  return { width: image.width, height: image.height, rgb: image.rgb };
 }

@@ -18,6 +18,7 @@ import {
   serializeError,
 } from "./_image_worker_protocol.ts";
 import { decodeImage } from "./decode_image.ts";
+import { sniffImage } from "./image_header.ts";
 import { prepareImage } from "./prepare_image.ts";
 
 // `self` is the DedicatedWorkerGlobalScope; typed loosely so this file also type-checks under
@@ -48,7 +49,8 @@ async function handle(
         image.tensor.data.buffer as ArrayBuffer,
       ]);
     } else {
-      const { format, width, height } = await decodeImage(request.bytes, request.options);
+      const { width, height } = await decodeImage(request.bytes, request.options);
+      const { format } = sniffImage(request.bytes); // decodeImage read this header already
       scope.postMessage({ type: "validated", id: request.id, info: { format, width, height } });
     }
   } catch (error) {
