@@ -1,6 +1,8 @@
 /**
  * Locating and running ffmpeg and ffprobe, and turning their failures into two domain errors.
- * The only module that spawns them.
+ * Every spawn of either tool resolves its path here (`FFMPEG_PATH`, `FFPROBE_PATH`); the one
+ * spawn elsewhere, WebP decoding in `pipeline/image/webp_decode.ts`, uses
+ * {@linkcode resolveFfmpegPath} too.
  *
  * @module
  */

@@ -10,6 +10,9 @@
  * - `unet`: the full-size UNet on the CPU provider, one CFG-batched step (one JSON line).
  * - `gpu`: the one-shot GPU benchmark (full-size SVD-XT, fp16, 576×1024, 25×25; one JSON line);
  *   on an offline GPU host it runs from `bench/gpu/run.sh` (docs/gpu.md).
+ * - `image-prep`: the main thread's worst stall and `/healthz` latency while a 16 Mpx PNG, a
+ *   16 Mpx progressive JPEG and an upscale to 2048² are prepared, on the main thread and in an
+ *   `ImagePool` worker, with the peak RSS of one preparation.
  *
  * @module
  */
@@ -23,6 +26,7 @@ const BENCHES: Record<string, () => Promise<(args: string[]) => Promise<void>>> 
   scaleout: async () => (await import("./scaleout.ts")).scaleout,
   unet: async () => (await import("./unet_cpu.ts")).unetCpu,
   gpu: async () => (await import("./gpu.ts")).gpuBench,
+  "image-prep": async () => (await import("./image_prep.ts")).imagePrep,
 };
 
 const [name, ...args] = Deno.args;
