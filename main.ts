@@ -78,7 +78,11 @@ export async function main(config: ServerConfig): Promise<void> {
     gpuMemoryGb: config.gpuMemoryGb,
     probeGpu: works,
   });
-  log({ event: "decoding_t", ...decoding });
+  const decodingLine = `default decoding_t ${decoding.decodingT} (${decoding.source}${
+    decoding.note ? `: ${decoding.note}` : ""
+  })`;
+  if (decoding.fits === false) log.warning(decodingLine, { event: "decoding_t", ...decoding });
+  else log.info(decodingLine, { event: "decoding_t", ...decoding });
   const sampling = { ...modelConfig.sampling, decodingT: decoding.decodingT };
   const metrics = new Metrics();
   const queueOptions = {

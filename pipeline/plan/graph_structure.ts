@@ -10,7 +10,7 @@
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import { buildGraph } from "../convert/convert.ts";
-import type { GraphName } from "../convert/model_manifest.ts";
+import type { GraphName } from "../model_json/mod.ts";
 import { RecordingSource } from "../convert/random_checkpoint.ts";
 import type { GraphBuilder } from "../onnx/graph.ts";
 

@@ -42,7 +42,7 @@
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import { graphPrecision } from "../convert/convert.ts";
-import { GRAPH_FILES, type GraphName } from "../convert/model_manifest.ts";
+import { GRAPH_FILES, type GraphName } from "../model_json/mod.ts";
 import type { GraphBuilder } from "../onnx/graph.ts";
 import { inferShapes } from "../onnx/shape_inference.ts";
 import { runAllocations, simulateBfcArena } from "./activation_memory.ts";

@@ -11,7 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
-import type { GraphName } from "../../pipeline/convert/model_manifest.ts";
+import type { GraphName } from "../../pipeline/model_json/mod.ts";
 import type { NetworkRunner } from "../../pipeline/generate.ts";
 import { InferenceClient, type Provider } from "../../pipeline/runtime/mod.ts";
 import { runVideoJob } from "../../pipeline/service/video_job.ts";

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { loadConfig } from "../../pipeline/config/mod.ts";
 import { buildGraph } from "../../pipeline/convert/convert.ts";
-import type { GraphName } from "../../pipeline/convert/model_manifest.ts";
+import type { GraphName } from "../../pipeline/model_json/mod.ts";
 import { GraphBuilder } from "../../pipeline/onnx/graph.ts";
 import { writeOnnxModel } from "../../pipeline/onnx/model_writer.ts";
 import { inferShapes, ShapeInferenceError } from "../../pipeline/onnx/shape_inference.ts";

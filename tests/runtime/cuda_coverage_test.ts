@@ -13,7 +13,7 @@
 
 import assert from "node:assert/strict";
 import { loadConfig } from "../../pipeline/config/mod.ts";
-import type { GraphName } from "../../pipeline/convert/model_manifest.ts";
+import type { GraphName } from "../../pipeline/model_json/mod.ts";
 import { GraphBuilder } from "../../pipeline/onnx/graph.ts";
 import {
   formatSignature,
