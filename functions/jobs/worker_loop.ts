@@ -23,16 +23,13 @@
  * @module
  */
 
-import { ParameterError } from "../../pipeline/config/mod.ts";
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
-import { ImageTooLargeError, UnsupportedImageError } from "../../pipeline/image/mod.ts";
-import { InferenceWorkerError } from "../../pipeline/runtime/mod.ts";
 import type {
   VideoJobEvent,
   VideoJobResult,
   VideoJobRunner,
 } from "../../pipeline/service/video_job.ts";
-import { FfmpegError, FfmpegNotFoundError } from "../../pipeline/video/mod.ts";
+import { jobError } from "../errors.ts";
 import {
   type ClaimedJob,
   isTerminal,
@@ -235,7 +232,7 @@ export class WorkerLoop {
         outcome = "cancelled";
         await this.#finish(id, "cancelled", {});
       } else {
-        const failure = describeJobError(error);
+        const failure = jobError(error);
         this.#log({ event: "job_failed", job: id, code: failure.code, error: String(error) });
         await this.#finish(id, "error", failure, { error: failure });
       }
@@ -311,26 +308,6 @@ export class WorkerLoop {
       this.#log({ event: "finish_failed", job: id, status, message: messageOf(error) });
     }
   }
-}
-
-/** The `error` event of a failed job: a stable code and a message without internals. */
-export function describeJobError(error: unknown): { code: string; message: string } {
-  if (error instanceof InferenceWorkerError) {
-    return {
-      code: error.reason === "crashed" ? "inference_worker_crashed" : "inference_unavailable",
-      message: error.reason === "crashed"
-        ? "The inference worker crashed during this generation; the next one starts a fresh worker"
-        : "The inference worker is not available; retry later",
-    };
-  }
-  if (error instanceof UnsupportedImageError || error instanceof ImageTooLargeError) {
-    return { code: error.code, message: error.message };
-  }
-  if (error instanceof ParameterError) return { code: "invalid_parameter", message: error.message };
-  if (error instanceof FfmpegError || error instanceof FfmpegNotFoundError) {
-    return { code: "encoding_failed", message: "The video could not be encoded" };
-  }
-  return { code: "internal_error", message: "The generation failed unexpectedly" };
 }
 
 function defaultVideoUrl(id: string): string {
