@@ -25,6 +25,7 @@
 
 import { Hono } from "hono";
 import { createApp } from "./functions/app.ts";
+import { errorResponse, routeNotFound } from "./functions/errors.ts";
 import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
 import { RedisJobQueue } from "./functions/jobs/redis_job_queue.ts";
@@ -238,17 +239,8 @@ function workerApp(
   },
 ): Hono {
   const app = new Hono();
-  app.notFound((c) =>
-    c.json({
-      error: {
-        code: "not_found",
-        message: `No route ${c.req.method} ${c.req.path} (a worker serves only the probes)`,
-      },
-    }, 404)
-  );
-  app.onError((error, c) =>
-    c.json({ error: { code: "internal_error", message: String(error) } }, 503)
-  );
+  app.notFound(routeNotFound(" (a worker serves only the probes)"));
+  app.onError((error) => errorResponse(error));
   app.route("/", healthRoutes({ queue, metrics, ...deps }));
   return app;
 }
