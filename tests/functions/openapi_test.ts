@@ -105,7 +105,10 @@ Deno.test("what the service sends validates against the document: status, events
   ajv.addSchema(document, "api");
   const check = (schema: string, value: unknown) => {
     const validate = ajv.getSchema(`api#/components/schemas/${schema}`)!;
-    assert.ok(validate(value), `${schema}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`);
+    assert.ok(
+      validate(value),
+      `${schema}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(value)}`,
+    );
   };
 
   await using service = await testService({ run: fakeRunner() });
