@@ -21,7 +21,8 @@ import type { UploadModel } from "./multipart.ts";
 /**
  * A request field's schema with its label, description and (where known) default. zod's own
  * JSON Schema of the field is laid over the integration's output, which leaves out some checks
- * (`multipleOf`).
+ * (`multipleOf`). The schema is cloned first: zod 4 gives a schema its methods when it is made,
+ * and the declaration's may have been made before `@hono/zod-openapi` added `.openapi()`.
  */
 function fieldSchema(name: keyof typeof REQUEST_FIELDS, model: UploadModel): z.ZodType {
   const field = declarationOf(name);
@@ -29,7 +30,7 @@ function fieldSchema(name: keyof typeof REQUEST_FIELDS, model: UploadModel): z.Z
   const value = (SAMPLING_NAMES as readonly string[]).includes(name) || name === "model"
     ? fromModel[name]
     : field.default;
-  return field.schema.openapi({
+  return field.schema.clone().openapi({
     ...jsonSchemaOf(field),
     title: field.title,
     description: field.description,

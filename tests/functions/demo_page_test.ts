@@ -16,13 +16,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
-import { createApp } from "../../functions/app.ts";
-import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
-import { Metrics } from "../../functions/metrics.ts";
 import { loadConfig } from "../../pipeline/config/mod.ts";
 import { encodePng } from "../../pipeline/image/png_encode.ts";
 import { encodeVideo } from "../../pipeline/video/mod.ts";
 import { fixturePath } from "../_fixtures.ts";
+import { bareApp } from "./_bare_app.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const HAS_CHROMIUM = (() => {
@@ -149,18 +147,7 @@ function previewUrl(step: number, frame: number): string {
 /** The real app on a fake model ("fake", the tiny config's defaults): the page and its document. */
 async function pageApp() {
   const tiny = await loadConfig(new URL("../../configs/tiny.yaml", import.meta.url).pathname);
-  const queue = new MemoryJobQueue({ capacity: 1, retentionMs: 1000, retryAfterSeconds: () => 1 });
-  const app = createApp({
-    queue,
-    model: { name: "fake", sampling: tiny.sampling },
-    metrics: new Metrics(),
-    provider: "cpu",
-    inferenceReady: () => true,
-    maxUploadBytes: 1 << 20,
-    maxPixels: 16e6,
-    heartbeatMs: 1000,
-  });
-  return { app, queue };
+  return bareApp({ name: "fake", sampling: tiny.sampling });
 }
 
 /** A request the fake API saw. */
@@ -210,7 +197,7 @@ async function withFakeApi(
   const mp4 = await Deno.readFile(clip.path);
   const seen: SeenRequest[] = [];
   const deleted = Promise.withResolvers<void>();
-  const real = await pageApp();
+  await using real = await pageApp();
 
   const stream = (events: string[], wait: (index: number) => Promise<void>) => {
     const encoder = new TextEncoder();
@@ -351,7 +338,6 @@ async function withFakeApi(
     await fn(`http://127.0.0.1:${server.addr.port}`, seen);
   } finally {
     await server.shutdown();
-    await real.queue.close();
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -366,25 +352,22 @@ function statuses(page: Page): Promise<string[]> {
 }
 
 Deno.test("the demo page is static files the app serves: HTML, a stylesheet and a script that parses", async () => {
-  const { app, queue } = await pageApp();
-  try {
-    const html = await (await app.request("/")).text();
-    assert.ok(html.startsWith("<!doctype html>"));
-    assert.ok(html.trimEnd().endsWith("</html>"));
-    // nothing is fetched but the service itself
-    assert.doesNotMatch(html, /\b(?:src|href)="https?:/);
-    assert.match(html, /<link rel="stylesheet" href="\/demo\/demo.css">/);
-    assert.match(html, /<script type="module" src="\/demo\/demo.js"><\/script>/);
-    const script = await (await app.request("/demo/demo.js")).text();
-    new Function(script); // throws SyntaxError if the script does not parse
-    // no field, limit or default is written in the page: they come from /openapi.json
-    for (const name of ["num_frames", "steps", "motion_bucket_id", "decoding_t", "guider"]) {
-      assert.doesNotMatch(html, new RegExp(`name="${name}"`), name);
-    }
-    assert.doesNotMatch(script, /\b(?:1023|2048|200)\b/, "no limit in the script");
-  } finally {
-    await queue.close();
+  await using page = await pageApp();
+  const { app } = page;
+  const html = await (await app.request("/")).text();
+  assert.ok(html.startsWith("<!doctype html>"));
+  assert.ok(html.trimEnd().endsWith("</html>"));
+  // nothing is fetched but the service itself
+  assert.doesNotMatch(html, /\b(?:src|href)="https?:/);
+  assert.match(html, /<link rel="stylesheet" href="\/demo\/demo.css">/);
+  assert.match(html, /<script type="module" src="\/demo\/demo.js"><\/script>/);
+  const script = await (await app.request("/demo/demo.js")).text();
+  new Function(script); // throws SyntaxError if the script does not parse
+  // no field, limit or default is written in the page: they come from /openapi.json
+  for (const name of ["num_frames", "steps", "motion_bucket_id", "decoding_t", "guider"]) {
+    assert.doesNotMatch(html, new RegExp(`name="${name}"`), name);
   }
+  assert.doesNotMatch(script, /\b(?:1023|2048|200)\b/, "no limit in the script");
 });
 
 Deno.test({

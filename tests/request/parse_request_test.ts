@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { SamplingDefaults } from "../../pipeline/config/mod.ts";
+import { loadConfig, type SamplingDefaults } from "../../pipeline/config/mod.ts";
 import {
   fieldsOn,
   jsonSchemaOf,
@@ -18,23 +18,10 @@ import {
   SAMPLING_NAMES,
 } from "../../pipeline/request/mod.ts";
 
-const DEFAULTS: SamplingDefaults = {
-  numFrames: 14,
-  numSteps: 25,
-  minGuidance: 1.0,
-  maxGuidance: 2.5,
-  guider: "linear",
-  fps: 7,
-  motionBucketId: 127,
-  condAug: 0.02,
-  decodingT: 14,
-  width: 1024,
-  height: 576,
-  sigmaMin: 0.002,
-  sigmaMax: 700,
-  rho: 7,
-  seed: null,
-};
+/** SVD's defaults (14 frames, 25 steps, CFG 1.0→2.5, no seed), from configs/svd.yaml. */
+const DEFAULTS: SamplingDefaults = (await loadConfig(
+  new URL("../../configs/svd.yaml", import.meta.url).pathname,
+)).sampling;
 const HTTP: RequestContext = { surface: "http", model: "svd", sampling: DEFAULTS };
 
 function assertParameterError(

@@ -11,10 +11,7 @@ import assert from "node:assert/strict";
 import { parseArgs } from "node:util";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import fc from "fast-check";
-import { createApp } from "../../functions/app.ts";
 import { describeError } from "../../functions/errors.ts";
-import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
-import { Metrics } from "../../functions/metrics.ts";
 import { parseUpload, type UploadModel } from "../../functions/multipart.ts";
 import { ConfigError, parseConfig } from "../../pipeline/config/mod.ts";
 import {
@@ -30,6 +27,7 @@ import {
   type Surface,
 } from "../../pipeline/request/mod.ts";
 import { fixturePath } from "../_fixtures.ts";
+import { bareApp } from "../functions/_bare_app.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const TINY_YAML = await Deno.readTextFile(`${ROOT}configs/tiny.yaml`);
@@ -110,17 +108,8 @@ function config(values: Partial<Record<FieldName, Value>>): Verdict {
 
 /** `/openapi.json`'s upload schema, compiled: it says each field's type and range (not rules). */
 async function openApiValidator(): Promise<(values: Record<string, Value>) => Verdict> {
-  const app = createApp({
-    queue: new MemoryJobQueue({ capacity: 1, retentionMs: 1000, retryAfterSeconds: () => 1 }),
-    model: MODEL,
-    metrics: new Metrics(),
-    provider: "cpu",
-    inferenceReady: () => true,
-    maxUploadBytes: 1 << 20,
-    maxPixels: 16e6,
-    heartbeatMs: 1000,
-  });
-  const document = await (await app.request("/openapi.json")).json();
+  await using bare = bareApp(MODEL);
+  const document = await (await bare.app.request("/openapi.json")).json();
   const properties = document.components.schemas.GenerationUpload.properties;
   const ajv = new Ajv2020({ strict: false });
   const validators = new Map(
@@ -246,16 +235,8 @@ Deno.test({
   permissions: { read: true },
   async fn() {
     const keys = (surface: Surface) => fieldsOn(surface).map((name) => REQUEST_FIELDS[name].key);
-    const document = await (await createApp({
-      queue: new MemoryJobQueue({ capacity: 1, retentionMs: 1000, retryAfterSeconds: () => 1 }),
-      model: MODEL,
-      metrics: new Metrics(),
-      provider: "cpu",
-      inferenceReady: () => true,
-      maxUploadBytes: 1 << 20,
-      maxPixels: 16e6,
-      heartbeatMs: 1000,
-    }).request("/openapi.json")).json();
+    await using bare = bareApp(MODEL);
+    const document = await (await bare.app.request("/openapi.json")).json();
     const schemas = document.components.schemas;
     assert.deepEqual(Object.keys(schemas.GenerationUpload.properties), ["image", ...keys("http")]);
     assert.deepEqual(Object.keys(schemas.GenerationParams.properties), keys("http"));
