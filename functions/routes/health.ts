@@ -6,7 +6,7 @@
  * @module
  */
 
-import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { ReadinessSchema } from "../api_schemas.ts";
 import type { JobQueue } from "../jobs/job_queue.ts";
 import { type Metrics, METRICS_CONTENT_TYPE } from "../metrics.ts";
@@ -70,7 +70,12 @@ const ROUTE_DOCS = {
     operationId: "getHealth",
     summary: "Liveness: the process answers",
     security: [],
-    responses: { 200: { description: "Alive" } },
+    responses: {
+      200: {
+        description: "Alive",
+        content: { "application/json": { schema: z.object({ status: z.literal("ok") }) } },
+      },
+    },
   }),
   readyz: createRoute({
     method: "get",
