@@ -67,7 +67,8 @@ export function cliHelp(notes: Readonly<Record<string, string>> = {}): string[] 
       : field.default !== undefined && !isBoolean(field)
       ? ` (default ${field.default})`
       : "";
-    const words = notes[field.key] ?? `${allowed}${byDefault}`;
+    const negated = flagOf(field).startsWith("no-") ? " (on unless this flag is given)" : "";
+    const words = notes[field.key] ?? `${allowed}${byDefault}${negated}`;
     const gap = usage.length < 26 ? " ".repeat(27 - usage.length) : `\n${" ".repeat(29)}`;
     lines.push(`  ${usage}${gap}${sentence}${words}`);
   }

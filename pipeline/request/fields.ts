@@ -51,10 +51,14 @@
  * },
  * ```
  *
- * The request type, the HTTP parser, `/openapi.json` (and so the demo page, which puts an unknown
- * field under "Advanced"), the CLI, the status JSON and the Redis record (JSON) follow. A rule
- * between fields (`timeout_seconds` ≤ `MAX_JOB_SECONDS`, admission by cost) goes into
- * `REQUEST_RULES` in `parse_request.ts`. Then use the value where the feature lives.
+ * The request type, the HTTP parser, `/openapi.json` (and so the demo page, which puts a field it
+ * does not place under "Advanced": a number input, a select, a checkbox or a text input), the CLI
+ * and its help, the status JSON and the Redis record (JSON) follow, and
+ * tests/request/request_surfaces_test.ts checks the new field on every surface as it is. A rule
+ * between fields, or one that needs the service's limits (`timeout_seconds` ≤ `MAX_JOB_SECONDS`,
+ * admission by cost), goes into `REQUEST_RULES` in `parse_request.ts` (the limits into
+ * `RequestContext`). Add the field's default to the whole default request in
+ * tests/request/parse_request_test.ts, then use the value where the feature lives.
  *
  * @module
  */
