@@ -29,6 +29,7 @@
 
 import { Hono } from "hono";
 import { createApp } from "./functions/app.ts";
+import { errorResponse, routeNotFound } from "./functions/errors.ts";
 import { requestLog } from "./functions/middleware/request_log.ts";
 import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
@@ -343,17 +344,8 @@ function workerApp(
 ): Hono {
   const app = new Hono();
   app.use(requestLog(getLog("http")));
-  app.notFound((c) =>
-    c.json({
-      error: {
-        code: "not_found",
-        message: `No route ${c.req.method} ${c.req.path} (a worker serves only the probes)`,
-      },
-    }, 404)
-  );
-  app.onError((error, c) =>
-    c.json({ error: { code: "internal_error", message: String(error) } }, 503)
-  );
+  app.notFound(routeNotFound(" (a worker serves only the probes)"));
+  app.onError((error) => errorResponse(error));
   app.route("/", healthRoutes({ queue, metrics, ...deps }));
   return app;
 }

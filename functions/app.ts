@@ -11,8 +11,8 @@
  * | `GET /v1/generations/:id/video` | the clip, with byte ranges |
  * | `DELETE /v1/generations/:id` | cancel |
  * | `GET /healthz`, `/readyz`, `/metrics` | probes and Prometheus metrics (no token) |
- * | `GET /openapi.json` | the OpenAPI 3.1 document |
- * | `GET /` | the demo page (no token: it holds no data and asks for the token itself) |
+ * | `GET /openapi.json` | the OpenAPI 3.1 document, from the routes' own descriptions |
+ * | `GET /` | the demo page (static files; no token: it holds no data and asks for the token) |
  *
  * @example
  * ```ts
@@ -24,19 +24,21 @@
  * @module
  */
 
-import { Hono } from "hono";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Hono } from "hono";
+import type { BlankEnv } from "hono/types";
 import type { SkippedProvider } from "../pipeline/runtime/provider.ts";
-import { demoPage } from "./demo_page.ts";
-import { toHttpError } from "./errors.ts";
+import { routeNotFound, toHttpError } from "./errors.ts";
 import type { JobQueue } from "./jobs/job_queue.ts";
 import { getLog, type Log } from "./logging.ts";
 import type { Metrics } from "./metrics.ts";
 import { bearerAuth } from "./middleware/bearer_auth.ts";
 import { requestLog } from "./middleware/request_log.ts";
 import type { UploadModel } from "./multipart.ts";
+import { DEMO_PATHS, demoRoutes } from "./routes/demo.ts";
 import { generationRoutes } from "./routes/generations.ts";
 import { healthRoutes } from "./routes/health.ts";
-import { openApiRoutes } from "./routes/openapi.ts";
+import { serveOpenApi } from "./routes/openapi.ts";
 
 /** Everything the app uses; `main.ts` wires the real ones, tests fakes. */
 export interface AppDeps {
@@ -64,25 +66,23 @@ export interface AppDeps {
   readonly jobLog?: Log;
 }
 
-/** Paths served without a token. */
-export const OPEN_PATHS: readonly string[] = ["/healthz", "/readyz", "/metrics", "/"];
+/** Paths served without a token: the probes, the metrics and the demo page's files. */
+export const OPEN_PATHS: readonly string[] = ["/healthz", "/readyz", "/metrics", ...DEMO_PATHS];
 
 /** Builds the app; see the module doc. */
 export function createApp(deps: AppDeps): Hono {
   const draining = deps.draining ?? (() => false);
-  const app = new Hono();
+  const app = new OpenAPIHono<BlankEnv>();
 
   // The request log (requestLog) records unexpected errors with their request.
   app.onError((error) => toHttpError(error).getResponse());
-  app.notFound((c) =>
-    c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404)
-  );
+  app.notFound(routeNotFound());
 
   app.use(requestLog(deps.log ?? getLog("http")));
   app.use(bearerAuth({ token: deps.apiToken, open: OPEN_PATHS }));
-  app.get("/", (c) => c.html(demoPage()));
+  app.route("/", demoRoutes());
   app.route("/", healthRoutes({ ...deps, modelName: deps.model.name, draining }));
-  app.route("/", openApiRoutes());
   app.route("/v1/generations", generationRoutes({ ...deps, draining }));
+  serveOpenApi(app);
   return app;
 }

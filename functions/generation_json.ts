@@ -1,11 +1,12 @@
 /**
- * The JSON shapes of a generation: its URLs, its request as the snake_case fields it was sent
- * with, and its status document.
+ * The JSON shapes of a generation: its URLs and its status document, whose `params` are the
+ * request under the API's field names (`requestJson`, from the request declaration).
  *
  * @module
  */
 
-import type { JobRecord, JobRequest } from "./jobs/job_queue.ts";
+import { requestJson } from "../pipeline/request/mod.ts";
+import type { JobRecord } from "./jobs/job_queue.ts";
 
 /** URL paths of a generation (relative to the service's origin). */
 export function generationUrls(id: string): {
@@ -15,31 +16,6 @@ export function generationUrls(id: string): {
 } {
   const base = `/v1/generations/${encodeURIComponent(id)}`;
   return { status_url: base, events_url: `${base}/events`, video_url: `${base}/video` };
-}
-
-/** The request as the API's field names, every default filled (seed included). */
-export function requestJson(request: JobRequest): Record<string, unknown> {
-  const p = request.params;
-  return {
-    model: request.model,
-    num_frames: p.numFrames,
-    steps: p.numSteps,
-    fps: p.fps,
-    motion_bucket_id: p.motionBucketId,
-    cond_aug: p.condAug,
-    seed: p.seed,
-    min_guidance: p.minGuidance,
-    max_guidance: p.maxGuidance,
-    guider: p.guider,
-    decoding_t: p.decodingT,
-    width: p.width,
-    height: p.height,
-    format: request.format,
-    size: request.size,
-    preview: request.preview,
-    keep_running: request.keepRunning,
-    ...(request.crf === undefined ? {} : { crf: request.crf }),
-  };
 }
 
 /** `GET /v1/generations/:id`: status, times as ISO 8601, position while queued. */

@@ -13,9 +13,7 @@
  * @module
  */
 
-import type { SamplingParams } from "../../pipeline/config/mod.ts";
-import type { SizePolicy } from "../../pipeline/image/size_policy.ts";
-import type { VideoFormat } from "../../pipeline/video/mod.ts";
+import type { ClipFormat, GenerationRequest } from "../../pipeline/request/mod.ts";
 
 /** Lifecycle of a job. Terminal: `done`, `error`, `cancelled`. */
 export type JobStatus = "queued" | "running" | "done" | "error" | "cancelled";
@@ -25,20 +23,11 @@ export function isTerminal(status: JobStatus): boolean {
   return status === "done" || status === "error" || status === "cancelled";
 }
 
-/** A validated generation request (everything but the image bytes). */
-export interface JobRequest {
-  /** Model name (the loaded model directory's `model.json` name). */
-  readonly model: string;
-  /** Resolved sampling parameters, seed included. */
-  readonly params: SamplingParams;
-  readonly format: VideoFormat;
-  readonly size: SizePolicy;
-  readonly preview: "latent" | "none";
-  /** Keep generating when the client that started a streaming POST disconnects. */
-  readonly keepRunning: boolean;
-  /** Video quality for mp4/webm; undefined = the encoder's default. */
-  readonly crf?: number;
-}
+/**
+ * A validated generation request (everything but the image bytes): the request type of
+ * `pipeline/request/`, the same from the HTTP edge to the worker.
+ */
+export type JobRequest = GenerationRequest;
 
 /** Event names of a job's stream, in the order they can appear. */
 export type JobEventType =
@@ -76,7 +65,7 @@ export interface JobRecord {
   readonly error?: { readonly code: string; readonly message: string };
   /** Set when status is `done`. */
   readonly video?: {
-    readonly format: VideoFormat;
+    readonly format: ClipFormat;
     readonly bytes: number;
     readonly contentType: string;
   };
@@ -101,7 +90,7 @@ export interface ClaimedJob {
 export interface StoredVideo {
   readonly bytes: Uint8Array;
   readonly contentType: string;
-  readonly format: VideoFormat;
+  readonly format: ClipFormat;
 }
 
 /** Queue-wide counts (cluster-wide for Redis). */

@@ -27,16 +27,13 @@
  * @module
  */
 
-import { ParameterError } from "../../pipeline/config/mod.ts";
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
-import { ImageTooLargeError, UnsupportedImageError } from "../../pipeline/image/mod.ts";
-import { InferenceWorkerError } from "../../pipeline/runtime/mod.ts";
 import type {
   VideoJobEvent,
   VideoJobResult,
   VideoJobRunner,
 } from "../../pipeline/service/video_job.ts";
-import { FfmpegError, FfmpegNotFoundError } from "../../pipeline/video/mod.ts";
+import { describeError, jobError } from "../errors.ts";
 import { errorMessage, formatDuration, getLog, type Log } from "../logging.ts";
 import {
   type ClaimedJob,
@@ -283,9 +280,9 @@ export class WorkerLoop {
         );
         await this.#finish(id, "cancelled", {});
       } else {
-        const failure = describeJobError(error);
-        // A bad input is the client's; anything else is the service's to look at.
-        const level = CLIENT_ERROR_CODES.has(failure.code) ? "warning" : "error";
+        const failure = jobError(error);
+        // A bad input (a 4xx in the error table) is the client's; anything else the service's.
+        const level = describeError(error, "job").status < 500 ? "warning" : "error";
         this.#log[level](
           `job ${id} failed (${failure.code}) ${progress}: ${errorMessage(error)}`,
           {
@@ -413,33 +410,6 @@ export class WorkerLoop {
       });
     }
   }
-}
-
-/** Codes of {@linkcode describeJobError} that blame the request, not the service. */
-const CLIENT_ERROR_CODES: ReadonlySet<string> = new Set([
-  "unsupported_media_type",
-  "image_too_large",
-  "invalid_parameter",
-]);
-
-/** The `error` event of a failed job: a stable code and a message without internals. */
-export function describeJobError(error: unknown): { code: string; message: string } {
-  if (error instanceof InferenceWorkerError) {
-    return {
-      code: error.reason === "crashed" ? "inference_worker_crashed" : "inference_unavailable",
-      message: error.reason === "crashed"
-        ? "The inference worker crashed during this generation; the next one starts a fresh worker"
-        : "The inference worker is not available; retry later",
-    };
-  }
-  if (error instanceof UnsupportedImageError || error instanceof ImageTooLargeError) {
-    return { code: error.code, message: error.message };
-  }
-  if (error instanceof ParameterError) return { code: "invalid_parameter", message: error.message };
-  if (error instanceof FfmpegError || error instanceof FfmpegNotFoundError) {
-    return { code: "encoding_failed", message: "The video could not be encoded" };
-  }
-  return { code: "internal_error", message: "The generation failed unexpectedly" };
 }
 
 function defaultVideoUrl(id: string): string {

@@ -7,7 +7,15 @@
  * @module
  */
 
-import { Hono } from "hono";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import {
+  AcceptedSchema,
+  errorResponse,
+  EventStreamSchema,
+  statusSchema,
+  UNAUTHORIZED,
+  uploadSchema,
+} from "../api_schemas.ts";
 import { parseByteRange } from "../byte_range.ts";
 import { HttpError } from "../errors.ts";
 import { generationUrls, statusJson } from "../generation_json.ts";
@@ -32,11 +40,15 @@ export interface GenerationRoutesDeps {
   readonly jobLog?: Log;
 }
 
-/** The routes, to be mounted at `/v1/generations`. */
-export function generationRoutes(deps: GenerationRoutesDeps): Hono {
+/** The routes, to be mounted at `/v1/generations`; each is documented beside its handler. */
+export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
   const { queue } = deps;
   const jobLog = deps.jobLog ?? getLog("job");
-  const app = new Hono();
+  const app = new OpenAPIHono();
+  const docs = routeDocs(deps);
+  // Documented only: the upload is parsed by parseUpload (field names, duplicates, the image's
+  // magic bytes, in that order), not by the integration's form validator.
+  for (const route of Object.values(docs)) app.openAPIRegistry.registerPath(route);
 
   app.post(
     "/",
@@ -164,6 +176,162 @@ export function generationRoutes(deps: GenerationRoutesDeps): Hono {
   });
 
   return app;
+}
+
+/** The OpenAPI description of every route above. */
+function routeDocs(deps: GenerationRoutesDeps) {
+  const id = z.object({
+    id: z.string().openapi({ description: "Generation id", param: { name: "id", in: "path" } }),
+  });
+  const status = statusSchema(deps.model);
+  const json = <T extends z.ZodType>(schema: T) => ({ "application/json": { schema } });
+  const eventStream = { "text/event-stream": { schema: EventStreamSchema } };
+  const unknownId = errorResponse("Unknown or expired id (`not_found`)");
+  return {
+    create: createRoute({
+      method: "post",
+      path: "/",
+      operationId: "createGeneration",
+      summary: "Queue a generation",
+      description: "With `Accept: text/event-stream` the response is the generation's event " +
+        "stream (first event `queued`); a client that leaves cancels the job within a step " +
+        "unless `keep_running` is true. Otherwise 202 with the generation's URLs.",
+      request: {
+        body: {
+          required: true,
+          content: { "multipart/form-data": { schema: uploadSchema(deps.model) } },
+        },
+      },
+      responses: {
+        200: { description: "The generation's event stream", content: eventStream },
+        202: {
+          description: "Queued",
+          headers: {
+            Location: { schema: { type: "string" }, description: "The status URL" },
+            "X-Generation-Id": { schema: { type: "string" }, description: "The generation's id" },
+          },
+          content: json(AcceptedSchema),
+        },
+        400: errorResponse("Malformed multipart body (`malformed_request`)"),
+        401: UNAUTHORIZED,
+        413: errorResponse(
+          "Body over MAX_UPLOAD_BYTES (`body_too_large`) or image header over MAX_PIXELS " +
+            "(`image_too_large`)",
+        ),
+        415: errorResponse(
+          "Not multipart (`unsupported_content_type`) or not a PNG, JPEG or WebP image by its " +
+            "magic bytes (`unsupported_media_type`)",
+        ),
+        422: errorResponse(
+          "A field unknown (`unknown_field`), repeated (`duplicate_field`), missing " +
+            "(`missing_field`) or out of range (`invalid_parameter`); `field` names it, " +
+            "`allowed` says what it may be",
+        ),
+        429: {
+          ...errorResponse("The queue is full (`queue_full`)"),
+          headers: {
+            "Retry-After": { schema: { type: "integer" }, description: "Seconds to wait" },
+          },
+        },
+        503: errorResponse("Shutting down (`shutting_down`) or the job store is unavailable"),
+      },
+    }),
+    status: createRoute({
+      method: "get",
+      path: "/{id}",
+      operationId: "getGeneration",
+      summary: "Status of a generation",
+      request: { params: id },
+      responses: {
+        200: { description: "Its status", content: json(status) },
+        401: UNAUTHORIZED,
+        404: unknownId,
+      },
+    }),
+    events: createRoute({
+      method: "get",
+      path: "/{id}/events",
+      operationId: "getGenerationEvents",
+      summary: "Event stream of a generation",
+      description:
+        "Resumable: missed events after `Last-Event-ID` are replayed, then live ones. A finished " +
+        "generation with nothing after `Last-Event-ID` answers 204, so an EventSource stops.",
+      request: {
+        params: id,
+        headers: z.object({
+          "Last-Event-ID": z.string().optional().openapi({
+            description: "Resume after this event id",
+          }),
+        }),
+        query: z.object({
+          last_event_id: z.string().optional().openapi({
+            description: "Same as the Last-Event-ID header (for the first EventSource connection)",
+          }),
+        }),
+      },
+      responses: {
+        200: { description: "The event stream", content: eventStream },
+        204: { description: "The generation has ended and no event follows `Last-Event-ID`" },
+        401: UNAUTHORIZED,
+        404: unknownId,
+      },
+    }),
+    video: createRoute({
+      method: "get",
+      path: "/{id}/video",
+      operationId: "getGenerationVideo",
+      summary: "The finished clip",
+      request: {
+        params: id,
+        headers: z.object({
+          Range: z.string().optional().openapi({
+            description: "One byte range: `bytes=start-end`, `bytes=start-` or `bytes=-suffix`",
+          }),
+        }),
+      },
+      responses: {
+        200: {
+          description: "The clip",
+          headers: { "Accept-Ranges": { schema: { type: "string", enum: ["bytes"] } } },
+          content: {
+            "video/mp4": { schema: { type: "string", contentMediaType: "video/mp4" } },
+            "video/webm": { schema: { type: "string", contentMediaType: "video/webm" } },
+            "image/gif": { schema: { type: "string", contentMediaType: "image/gif" } },
+          },
+        },
+        206: {
+          description: "The requested byte range",
+          headers: { "Content-Range": { schema: { type: "string" } } },
+        },
+        401: UNAUTHORIZED,
+        404: errorResponse("Unknown id (`not_found`) or not done yet (`video_not_ready`)"),
+        409: errorResponse(
+          "The generation failed (`generation_failed`) or was cancelled (`generation_cancelled`)",
+        ),
+        416: errorResponse("Range not satisfiable (`range_not_satisfiable`)"),
+      },
+    }),
+    cancel: createRoute({
+      method: "delete",
+      path: "/{id}",
+      operationId: "cancelGeneration",
+      summary: "Cancel a queued or running generation",
+      request: { params: id },
+      responses: {
+        200: {
+          description: "Cancelled (it was queued, or already cancelled)",
+          content: json(status),
+        },
+        202: {
+          description: "Cancellation requested; the job stops at its next step",
+          content: json(status),
+        },
+        401: UNAUTHORIZED,
+        404: unknownId,
+        409: errorResponse("Already done or failed (`already_finished`)"),
+      },
+    }),
+  };
 }
 
 /** True when the client asked for an event stream. */

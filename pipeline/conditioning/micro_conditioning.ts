@@ -22,7 +22,7 @@ export interface MicroConditioning {
    * default 6, diffusers takes fps, default 7). Used as given here.
    */
   readonly fpsId: number;
-  /** Amount of motion, 0..255 (default 127). */
+  /** Amount of motion: the request field `motion_bucket_id` (any integer embeds; see its range). */
   readonly motionBucketId: number;
   /** Noise-augmentation strength of the conditioning frame (default 0.02). */
   readonly condAug: number;

@@ -1,13 +1,15 @@
 /**
  * One generation as a service runs it, without HTTP: uploaded image bytes and a validated request
- * in, progress events and the encoded clip's bytes out. Composes what `deno task i2v` composes —
+ * (the `GenerationRequest` every surface produces) in, progress events and the encoded clip's
+ * bytes out. Composes what `deno task i2v` composes —
  * `prepareImage` → `generateVideo` → `encodeVideo` — with the clip written to a temporary file
  * (ffmpeg writes files atomically) and read back.
  *
  * @example
  * ```ts
  * import { runVideoJob } from "./video_job.ts";
- * const clip = await runVideoJob(png, { params, format: "mp4", size: "cover", preview: "none" }, {
+ * const request = parseRequest({ format: "mp4", preview: "none" }, { surface: "http", model, sampling });
+ * const clip = await runVideoJob(png, request, {
  *   networks: client,
  *   model: modelConstants(config),
  *   maxPixels: 16e6,
@@ -19,7 +21,6 @@
  * @module
  */
 
-import type { SamplingParams } from "../config/mod.ts";
 import {
   generateVideo,
   type GenerationEvent,
@@ -27,14 +28,10 @@ import {
   type NetworkRunner,
 } from "../generate.ts";
 import { prepareImage } from "../image/prepare_image.ts";
-import type { SizePolicy } from "../image/size_policy.ts";
-import { encodeVideo, type VideoFormat } from "../video/mod.ts";
+import type { ClipFormat, GenerationRequest } from "../request/mod.ts";
+import { encodeVideo } from "../video/mod.ts";
 
-/** Formats a service returns as one file (`frames`, a folder of PNGs, is CLI-only). */
-export const CLIP_FORMATS = ["mp4", "webm", "gif"] as const;
-
-/** One of {@linkcode CLIP_FORMATS}. */
-export type ClipFormat = (typeof CLIP_FORMATS)[number];
+export type { ClipFormat };
 
 /** Content-Type of each clip format. */
 export const CLIP_CONTENT_TYPES: Readonly<Record<ClipFormat, string>> = {
@@ -42,18 +39,6 @@ export const CLIP_CONTENT_TYPES: Readonly<Record<ClipFormat, string>> = {
   webm: "video/webm",
   gif: "image/gif",
 };
-
-/** What to generate (the queue's `JobRequest` has these fields). */
-export interface VideoJobSpec {
-  /** Resolved parameters; `width` × `height` is the target the size policy aims at. */
-  readonly params: SamplingParams;
-  readonly format: VideoFormat;
-  readonly size: SizePolicy;
-  /** `latent`: every `step` event carries one preview data URL per frame. */
-  readonly preview: "latent" | "none";
-  /** Quality for mp4/webm; undefined = the encoder's default. */
-  readonly crf?: number;
-}
 
 /** Progress of a job: the generation's events, then `encoding`. */
 export type VideoJobEvent = GenerationEvent | { readonly type: "encoding" };
@@ -98,7 +83,6 @@ export interface VideoJobOptions {
  * Runs one job: decode and size the image, generate, encode, read the clip back.
  *
  * @param image the uploaded file (PNG, JPEG or WebP)
- * @throws {RangeError} for `spec.format` "frames"
  * @throws {UnsupportedImageError | ImageTooLargeError} for an image that cannot be used
  * @throws {GenerationCancelledError} when `signal` aborts
  * @throws {InferenceWorkerError} when the inference worker dies
@@ -106,14 +90,10 @@ export interface VideoJobOptions {
  */
 export async function runVideoJob(
   image: Uint8Array,
-  spec: VideoJobSpec,
+  request: GenerationRequest,
   options: VideoJobOptions,
 ): Promise<VideoJobResult> {
-  const format = spec.format;
-  if (!isClipFormat(format)) {
-    throw new RangeError(`format must be one of ${CLIP_FORMATS.join(", ")}, got "${format}"`);
-  }
-  const { params } = spec;
+  const { params, format } = request;
   const { signal } = options;
   const emit = options.onEvent ?? (() => {});
   const started = performance.now();
@@ -122,7 +102,7 @@ export async function runVideoJob(
   const prepared = await prepareImage(image, {
     width: params.width,
     height: params.height,
-    policy: spec.size,
+    policy: request.size,
     maxPixels: options.maxPixels,
   });
   const preparedAt = performance.now();
@@ -133,7 +113,7 @@ export async function runVideoJob(
     params: { ...params, width: prepared.width, height: prepared.height },
     model: options.model,
     networks: options.networks,
-    previews: spec.preview === "latent",
+    previews: request.preview === "latent",
     onEvent: emit,
     signal,
   });
@@ -149,7 +129,7 @@ export async function runVideoJob(
       fps: params.fps,
       format,
       out: `${dir}/clip.${format}`,
-      crf: spec.crf,
+      crf: request.crf,
       signal,
     });
     const bytes = await Deno.readFile(encoded.path);
@@ -180,7 +160,7 @@ export async function runVideoJob(
 /** Runs a job on whatever client is live when it starts (the service's worker loop calls it). */
 export type VideoJobRunner = (
   image: Uint8Array,
-  spec: VideoJobSpec,
+  request: GenerationRequest,
   context: { readonly signal: AbortSignal; readonly onEvent: (event: VideoJobEvent) => void },
 ) => Promise<VideoJobResult>;
 
@@ -194,8 +174,8 @@ export function videoJobRunner(options: {
   readonly maxPixels: number;
   readonly tempDir?: string;
 }): VideoJobRunner {
-  return async (image, spec, { signal, onEvent }) =>
-    runVideoJob(image, spec, {
+  return async (image, request, { signal, onEvent }) =>
+    runVideoJob(image, request, {
       networks: await options.networks(),
       model: options.model,
       maxPixels: options.maxPixels,
@@ -203,9 +183,4 @@ export function videoJobRunner(options: {
       signal,
       onEvent,
     });
-}
-
-/** True for the formats a service can return. */
-export function isClipFormat(format: string): format is ClipFormat {
-  return (CLIP_FORMATS as readonly string[]).includes(format);
 }

@@ -89,7 +89,14 @@ async function main(args: string[]): Promise<void> {
     let firstPreview = NaN;
     const job = await runVideoJob(
       image,
-      { params, format: "mp4", size: "cover", preview: "latent" },
+      {
+        model: manifest.name,
+        params,
+        format: "mp4",
+        size: "cover",
+        preview: "latent",
+        keepRunning: false,
+      },
       {
         networks: timed,
         model: modelConstants(manifest.config),

@@ -8,7 +8,7 @@ import { jobRequest } from "./_job_request.ts";
 import type { JobEvent } from "../../functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
-import { ParameterError } from "../../pipeline/config/mod.ts";
+import { ParameterError } from "../../pipeline/request/mod.ts";
 import type { VideoJobRunner } from "../../pipeline/service/video_job.ts";
 import { capturedLog } from "./_captured_log.ts";
 import { fakeRunner, waitFor } from "./_service.ts";
