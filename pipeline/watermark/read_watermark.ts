@@ -1,0 +1,113 @@
+/**
+ * Reads the 48 bits back from one frame the way `imwatermark`'s `WatermarkDecoder("bits", 48)
+ * .decode(bgr, "dwtDct")` does (what sgm's `scripts/demo/detect.py` runs):
+ *
+ * 1. cv2's 8-bit BGR→YUV (`cv2_yuv.ts`), U plane only, cropped to multiples of 4 pixels.
+ * 2. The Haar approximation band of U in float64 (`haar.ts`).
+ * 3. Its 4×4 blocks in row-major order; block `n` votes for bit `n mod 48` with its carrier's
+ *    reading (`block_code.ts`).
+ * 4. Bit k is 1 when `mean(votes) · 255 > 127`; a bit no block voted for reads 0 (numpy's mean of
+ *    an empty list is NaN, and NaN > 127 is false).
+ *
+ * Checked against OpenCV 4.6.0 and PyWavelets 1.1.1 (sgm's pins): on 150 frames of 1024×576 the
+ * per-bit vote shares came out identical to the last digit.
+ *
+ * @module
+ */
+
+import { readBlock, WATERMARK_BLOCK } from "./block_code.ts";
+import { uPlane } from "./cv2_yuv.ts";
+import { haarApproximation } from "./haar.ts";
+
+/** What {@linkcode readWatermark} found in one frame. */
+export interface WatermarkReading {
+  /** The decoded bits, `length` of them. */
+  readonly bits: (0 | 1)[];
+  /** Per bit, the share of its blocks that read 1 (NaN where no block carried it). */
+  readonly ones: number[];
+  /** Number of 4×4 blocks read (⌊H/8⌋·⌊W/8⌋). */
+  readonly blocks: number;
+}
+
+/**
+ * Blocks a frame offers: `⌊height / 8⌋ · ⌊width / 8⌋` (the band of the ×4-cropped frame is half
+ * its size, cut into 4×4 blocks).
+ */
+export function watermarkBlocks(width: number, height: number): number {
+  return Math.floor(height / 8) * Math.floor(width / 8);
+}
+
+/**
+ * Reads a watermark of `length` bits from an RGB frame.
+ *
+ * @param rgb `[height, width, 3]` RGB bytes, row-major
+ * @throws {RangeError} when `rgb` does not hold width × height pixels
+ *
+ * @example
+ * ```ts
+ * import { embedWatermark, readWatermark } from "./mod.ts";
+ * const frame = new Uint8Array(256 * 256 * 3).fill(100);
+ * embedWatermark(frame, 256, 256);
+ * readWatermark(frame, 256, 256).bits; // SGM_WATERMARK_BITS
+ * ```
+ */
+export function readWatermark(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  length = 48,
+): WatermarkReading {
+  checkFrame(rgb, width, height);
+  const votes = new Array<number>(length).fill(0);
+  const ones = new Array<number>(length).fill(0);
+  const blocks = forEachBlock(rgb, width, height, (block, n) => {
+    votes[n % length]++;
+    ones[n % length] += readBlock(block);
+  });
+  const shares = ones.map((count, k) => count / votes[k]);
+  return { bits: shares.map((share) => (share * 255 > 127 ? 1 : 0)), ones: shares, blocks };
+}
+
+/**
+ * Calls `visit` with each 4×4 block of the frame's U approximation band, in the decoder's order.
+ * `block` is a scratch array (16 values, row-major) reused between calls; `indices` holds each
+ * value's index into the band, which is `bandCols` wide.
+ *
+ * @returns the number of blocks
+ */
+export function forEachBlock(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  visit: (block: Float64Array, n: number, indices: Int32Array, bandCols: number) => void,
+): number {
+  const rows = Math.floor(height / 4) * 4;
+  const cols = Math.floor(width / 4) * 4;
+  const band = haarApproximation(uPlane(rgb, width, rows, cols), rows, cols);
+  const [bandRows, bandCols] = [rows / 2, cols / 2];
+  const block = new Float64Array(WATERMARK_BLOCK * WATERMARK_BLOCK);
+  const indices = new Int32Array(block.length);
+  let n = 0;
+  for (let top = 0; top + WATERMARK_BLOCK <= bandRows; top += WATERMARK_BLOCK) {
+    for (let left = 0; left + WATERMARK_BLOCK <= bandCols; left += WATERMARK_BLOCK, n++) {
+      for (let p = 0; p < block.length; p++) {
+        indices[p] = (top + (p >> 2)) * bandCols + left + (p & 3);
+        block[p] = band[indices[p]];
+      }
+      visit(block, n, indices, bandCols);
+    }
+  }
+  return n;
+}
+
+/** @throws {RangeError} when `rgb` is not `[height, width, 3]` */
+export function checkFrame(rgb: Uint8Array, width: number, height: number): void {
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+    throw new RangeError(`A frame needs a positive whole width and height, got ${width}×${height}`);
+  }
+  if (rgb.length !== width * height * 3) {
+    throw new RangeError(
+      `A ${width}×${height} RGB frame has ${width * height * 3} bytes, got ${rgb.length}`,
+    );
+  }
+}
