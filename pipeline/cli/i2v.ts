@@ -23,6 +23,7 @@ import { InferenceClient, readModelDirectory } from "../runtime/mod.ts";
 import { SafetensorsFile } from "../safetensors/reader.ts";
 import { float32Entry, writeSafetensors } from "../safetensors/writer.ts";
 import { encodeVideo, VIDEO_FORMATS, type VideoFormat } from "../video/mod.ts";
+import { watermarkFrames } from "../watermark/watermark_frames.ts";
 import { ProgressBar } from "../weights/progress_bar.ts";
 import { ensureDemoModel } from "./demo_model.ts";
 import { runCli, UsageError } from "./run_cli.ts";
@@ -36,7 +37,8 @@ const USAGE = `Usage: deno task i2v --image FILE --out FILE [options]
   --format mp4|webm|gif|frames (default: from --out's extension) --crf N
   --noise FILE           safetensors with noise [T,4,h,w] and cond_aug_noise [1,3,H,W]
   --save-latents FILE    write final_latent [T,4,h,w] as safetensors
-  --provider cpu|cuda|webgpu --max-pixels N`;
+  --provider cpu|cuda|webgpu --max-pixels N
+  --no-watermark         leave out sgm's invisible watermark (on by default)`;
 
 const SAMPLING_FLAGS = [
   "num-frames",
@@ -69,6 +71,7 @@ export async function main(args: string[]): Promise<void> {
       "save-latents": { type: "string" },
       provider: { type: "string", default: "cpu" },
       "max-pixels": { type: "string", default: String(64e6) },
+      "no-watermark": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
       ...Object.fromEntries(SAMPLING_FLAGS.map((f) => [f, { type: "string" as const }])),
     },
@@ -143,6 +146,16 @@ export async function main(args: string[]): Promise<void> {
       await writeSafetensors(values["save-latents"], [float32Entry("final_latent", video.latent)], {
         metadata: { seed: String(video.seed) },
       });
+    }
+    if (!values["no-watermark"]) {
+      const marked = await watermarkFrames(video.frames, video.width, video.height, {
+        signal: controller.signal,
+      });
+      if (!marked) {
+        console.error(
+          `${video.width}×${video.height} is too small to carry the watermark; not marked`,
+        );
+      }
     }
     const encoded = await encodeVideo(video.frames, {
       width: video.width,

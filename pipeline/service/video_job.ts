@@ -1,8 +1,9 @@
 /**
  * One generation as a service runs it, without HTTP: uploaded image bytes and a validated request
  * in, progress events and the encoded clip's bytes out. Composes what `deno task i2v` composes —
- * `prepareImage` → `generateVideo` → `encodeVideo` — with the clip written to a temporary file
- * (ffmpeg writes files atomically) and read back.
+ * `prepareImage` → `generateVideo` → `watermarkFrames` (sgm's invisible watermark, unless the spec
+ * says `watermark: false`) → `encodeVideo` — with the clip written to a temporary file (ffmpeg
+ * writes files atomically) and read back.
  *
  * @example
  * ```ts
@@ -29,6 +30,7 @@ import {
 import { prepareImage } from "../image/prepare_image.ts";
 import type { SizePolicy } from "../image/size_policy.ts";
 import { encodeVideo, type VideoFormat } from "../video/mod.ts";
+import { watermarkFrames } from "../watermark/watermark_frames.ts";
 
 /** Formats a service returns as one file (`frames`, a folder of PNGs, is CLI-only). */
 export const CLIP_FORMATS = ["mp4", "webm", "gif"] as const;
@@ -53,6 +55,8 @@ export interface VideoJobSpec {
   readonly preview: "latent" | "none";
   /** Quality for mp4/webm; undefined = the encoder's default. */
   readonly crf?: number;
+  /** Stamp sgm's invisible watermark into every frame before encoding (default true). */
+  readonly watermark?: boolean;
 }
 
 /** Progress of a job: the generation's events, then `encoding`. */
@@ -64,6 +68,7 @@ export interface VideoJobTimings {
   readonly conditioningMs: number;
   readonly samplingMs: number;
   readonly decodingMs: number;
+  /** Watermarking and the ffmpeg encode. */
   readonly encodingMs: number;
   readonly totalMs: number;
 }
@@ -138,9 +143,13 @@ export async function runVideoJob(
     signal,
   });
 
-  // 3. The clip, through a temporary file that is always removed.
+  // 3. sgm's invisible watermark in every frame (off the event loop between frames), then the
+  //    clip, through a temporary file that is always removed.
   emit({ type: "encoding" });
   const encodeStarted = performance.now();
+  if (spec.watermark ?? true) {
+    await watermarkFrames(video.frames, video.width, video.height, { signal });
+  }
   const dir = await Deno.makeTempDir({ dir: options.tempDir, prefix: "svd_job_" });
   try {
     const encoded = await encodeVideo(video.frames, {

@@ -91,47 +91,90 @@ export function readBlock(block: ArrayLike<number>): 0 | 1 {
 }
 
 /**
- * A block rewritten so that the decoder reads `bit` from it, at the least squared change.
- *
- * The carrier goes to a level `q` that reads `bit` — the reference's level, or the one a step
- * of 36 below or above it — and every other coefficient of magnitude above `q` (positions 1..15)
- * is clipped to `q`, so none can overtake the carrier; of the three levels the one with the
- * smallest total squared change wins (the reference's on a tie). Whichever of the clipped
- * coefficients the decoder then takes as the carrier, it sits at `q` and reads the same bit, and so
- * does anything within ±9 of `q`, which is what makes the mark survive a codec's rounding.
- * Position 0 is never read and never changed. Signs are kept (magnitudes are quantised).
+ * The levels a block's carrier can be moved to so that it reads `bit`, cheapest first: the
+ * reference's level and the ones a step of 36 below and above it (magnitudes, > 0), each costed as
+ * the total squared change of {@linkcode clipToLevel} (the reference's level wins a tie).
  *
  * @param block 16 coefficients, row-major
- * @returns a new block of 16
  *
  * @example
  * ```ts
- * import { markBlock } from "./block_code.ts";
+ * import { markLevels } from "./block_code.ts";
  * // A smooth block, carrier 275 at position 1. The reference's bit-0 level, 261, would leave the
  * // 274s and 270s above it; clipping them all costs 14² + 2·13² + 12·9² = 1506. The level above,
- * // 297, costs 22² = 484 and clips nothing, so it wins.
- * markBlock([270, 275, 274, 274, 270, 270, 270, 270, 270, 270, 270, 270, 270, 270, 270, 270], 0);
- * // [270, 297, 274, 274, 270, …]
+ * // 297, costs 22² = 484 and clips nothing.
+ * markLevels([270, 275, 274, 274, 270, 270, 270, 270, 270, 270, 270, 270, 270, 270, 270, 270], 0);
+ * // [297, 261, 225]
  * ```
  */
-export function markBlock(block: ArrayLike<number>, bit: 0 | 1): Float64Array {
+export function markLevels(block: ArrayLike<number>, bit: 0 | 1): number[] {
   const carrier = carrierOf(block);
   const magnitude = Math.abs(block[carrier]);
   const reference = Math.abs(writeBit(magnitude, bit));
-  let level = reference;
-  let least = Infinity;
-  for (const candidate of [reference, reference - WATERMARK_SCALE, reference + WATERMARK_SCALE]) {
-    if (candidate <= 0) continue;
-    let cost = (candidate - magnitude) ** 2;
+  const levels: number[] = [];
+  const costs: number[] = [];
+  for (const level of [reference, reference - WATERMARK_SCALE, reference + WATERMARK_SCALE]) {
+    if (level <= 0) continue;
+    let cost = (level - magnitude) ** 2;
     for (let p = 1; p < CELLS; p++) {
       const other = Math.abs(block[p]);
-      if (p !== carrier && other > candidate) cost += (other - candidate) ** 2;
+      if (p !== carrier && other > level) cost += (other - level) ** 2;
     }
-    if (cost < least) [least, level] = [cost, candidate];
+    // insertion in cost order; an equal cost goes after, so the reference's level wins a tie
+    let at = levels.length;
+    while (at > 0 && costs[at - 1] > cost) at--;
+    levels.splice(at, 0, level);
+    costs.splice(at, 0, cost);
   }
-  const marked = Float64Array.from(block);
-  for (let p = 1; p < CELLS; p++) {
-    if (p === carrier || Math.abs(block[p]) > level) marked[p] = block[p] < 0 ? -level : level;
+  return levels;
+}
+
+/**
+ * The block with its carrier moved to magnitude `level` and every other coefficient of magnitude
+ * above `level` (positions 1..15) clipped to it, signs kept; position 0 is never read and never
+ * changed. Whichever of the clipped coefficients the decoder then takes as the carrier, it sits at
+ * `level` and reads the same bit, and so does anything within ±9 of it, which is what lets the
+ * mark survive a codec's rounding.
+ *
+ * @param block 16 coefficients, row-major
+ * @param out where to write the 16 results (may be a reused scratch array; not `block`)
+ * @returns `out`
+ *
+ * @example
+ * ```ts
+ * import { clipToLevel } from "./block_code.ts";
+ * clipToLevel([0, 50, 40, 30, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 45, new Float64Array(16));
+ * // [0, 45, 40, 30, 20, 0, …]: the carrier 50 is moved, nothing stood above 45
+ * clipToLevel([0, 50, 40, 30, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 27, new Float64Array(16));
+ * // [0, 27, 27, 27, 20, 0, …]
+ * ```
+ */
+export function clipToLevel(
+  block: ArrayLike<number>,
+  level: number,
+  out: Float64Array = new Float64Array(CELLS),
+): Float64Array {
+  const carrier = carrierOf(block);
+  for (let p = 0; p < CELLS; p++) {
+    const clipped = p > 0 && (p === carrier || Math.abs(block[p]) > level);
+    out[p] = clipped ? (block[p] < 0 ? -level : level) : block[p];
   }
-  return marked;
+  return out;
+}
+
+/**
+ * The block rewritten at the cheapest of {@linkcode markLevels}: what the decoder reads as `bit`.
+ *
+ * @example
+ * ```ts
+ * import { markBlock, readBlock } from "./block_code.ts";
+ * readBlock(markBlock([0, 50, 40, 30, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1)); // 1
+ * ```
+ */
+export function markBlock(
+  block: ArrayLike<number>,
+  bit: 0 | 1,
+  out: Float64Array = new Float64Array(CELLS),
+): Float64Array {
+  return clipToLevel(block, markLevels(block, bit)[0], out);
 }

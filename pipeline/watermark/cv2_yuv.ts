@@ -50,6 +50,22 @@ export function yuvOfPixel(r: number, g: number, b: number): [y: number, u: numb
 }
 
 /**
+ * One pixel's U through cv2's 8-bit BGR→YUV.
+ *
+ * @example
+ * ```ts
+ * import { uOfPixel } from "./cv2_yuv.ts";
+ * uOfPixel(30, 200, 10); // 70
+ * ```
+ */
+export function uOfPixel(r: number, g: number, b: number): number {
+  const y = (B_TO_Y * b + G_TO_Y * g + R_TO_Y * r + ROUND) >> SHIFT;
+  // (B − Y)·8061 + 128·2^14 ≥ −255·8061 + 2^21 > 0 and ≤ 255·8061 + 2^21 < 254·2^14: the shift is
+  // a floor of a positive number and never leaves 0..253, so no clamp is needed.
+  return ((b - y) * B_TO_U + HALF + ROUND) >> SHIFT;
+}
+
+/**
  * The U plane of the top-left `rows` × `cols` pixels, as cv2 computes it.
  *
  * @param rgb `[height, width, 3]` RGB bytes, row-major
@@ -58,14 +74,8 @@ export function yuvOfPixel(r: number, g: number, b: number): [y: number, u: numb
 export function uPlane(rgb: Uint8Array, width: number, rows: number, cols: number): Uint8Array {
   const u = new Uint8Array(rows * cols);
   for (let r = 0; r < rows; r++) {
-    let p = r * width * 3;
-    let o = r * cols;
-    for (let c = 0; c < cols; c++, p += 3, o++) {
-      const blue = rgb[p + 2];
-      const y = (B_TO_Y * blue + G_TO_Y * rgb[p + 1] + R_TO_Y * rgb[p] + ROUND) >> SHIFT;
-      // (B − Y)·8061 + 128·2^14 ≥ −255·8061 + 2^21 > 0 and ≤ 255·8061 + 2^21 < 254·2^14: the
-      // shift is a floor of a positive number and never leaves 0..253, so no clamp is needed.
-      u[o] = ((blue - y) * B_TO_U + HALF + ROUND) >> SHIFT;
+    for (let c = 0, p = r * width * 3, o = r * cols; c < cols; c++, p += 3, o++) {
+      u[o] = uOfPixel(rgb[p], rgb[p + 1], rgb[p + 2]);
     }
   }
   return u;

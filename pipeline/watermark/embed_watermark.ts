@@ -43,8 +43,9 @@
  * @module
  */
 
-import { markBlock } from "./block_code.ts";
-import { G_PER_B, U_PER_B } from "./cv2_yuv.ts";
+import { clipToLevel, markLevels, readBlock } from "./block_code.ts";
+import { G_PER_B, U_PER_B, uOfPixel } from "./cv2_yuv.ts";
+import { HAAR_TAP } from "./haar.ts";
 import { SGM_WATERMARK_BITS } from "./message.ts";
 import { checkFrame, forEachBlock, watermarkBlocks } from "./read_watermark.ts";
 
@@ -72,25 +73,104 @@ export function embedWatermark(
   checkFrame(rgb, width, height);
   if (watermarkBlocks(width, height) < bits.length) return 0;
   // The band is computed before any pixel moves; each block owns its own 8×8 pixels.
+  const marked = new Float64Array(16);
+  const saved = new Uint8Array(8 * 8 * 3);
+  const values = new Float64Array(16);
   return forEachBlock(rgb, width, height, (block, n, indices, bandCols) => {
-    const marked = markBlock(block, bits[n % bits.length]);
-    for (let p = 1; p < marked.length; p++) {
-      const delta = marked[p] - block[p];
-      if (delta === 0) continue;
-      // Each of the coefficient's 2×2 pixels takes half of the change in U.
-      const dB = delta / 2 / U_PER_B;
-      const dG = dB * G_PER_B;
-      const row = 2 * Math.floor(indices[p] / bandCols);
-      const col = 2 * (indices[p] % bandCols);
-      for (let r = row; r < row + 2; r++) {
-        for (let c = col; c < col + 2; c++) {
-          const i = (r * width + c) * 3;
-          rgb[i + 1] = toByte(rgb[i + 1] + dG);
-          rgb[i + 2] = toByte(rgb[i + 2] + dB);
-        }
+    const bit = bits[n % bits.length];
+    const top = 2 * Math.floor(indices[0] / bandCols);
+    const left = 2 * (indices[0] % bandCols);
+    const levels = markLevels(block, bit);
+    save(rgb, width, top, left, saved);
+    // The cheapest level nearly always reads back; where blue is pinned at 0 or 255 it may not,
+    // and the next level is tried (failing all, the cheapest is written and left).
+    for (let attempt = 0; attempt <= levels.length; attempt++) {
+      const last = attempt === levels.length;
+      clipToLevel(block, levels[last ? 0 : attempt], marked);
+      for (let p = 1; p < marked.length; p++) {
+        if (marked[p] === block[p]) continue;
+        const row = 2 * Math.floor(indices[p] / bandCols);
+        const col = 2 * (indices[p] % bandCols);
+        movePatchU(rgb, width, row, col, 2 * (marked[p] - block[p]));
       }
+      if (last || readsBack(rgb, width, top, left, bit, values)) break;
+      save(saved, 8, 0, 0, rgb, width, top, left);
     }
   });
+}
+
+/** Copies an 8×8 pixel region from `from` (row width `fromWidth`) into `to` at (`toTop`, `toLeft`). */
+function save(
+  from: Uint8Array,
+  fromWidth: number,
+  top: number,
+  left: number,
+  to: Uint8Array,
+  toWidth = 8,
+  toTop = 0,
+  toLeft = 0,
+): void {
+  for (let r = 0; r < 8; r++) {
+    const source = ((top + r) * fromWidth + left) * 3;
+    const target = ((toTop + r) * toWidth + toLeft) * 3;
+    for (let k = 0; k < 24; k++) to[target + k] = from[source + k];
+  }
+}
+
+/** Whether the decoder reads `bit` from the block whose 8×8 pixels start at (`top`, `left`). */
+function readsBack(
+  rgb: Uint8Array,
+  width: number,
+  top: number,
+  left: number,
+  bit: 0 | 1,
+  values: Float64Array,
+): boolean {
+  const s = HAAR_TAP;
+  for (let p = 0; p < 16; p++) {
+    const i = ((top + 2 * (p >> 2)) * width + left + 2 * (p & 3)) * 3;
+    const j = i + width * 3;
+    const topLeft = uOfPixel(rgb[i], rgb[i + 1], rgb[i + 2]);
+    const topRight = uOfPixel(rgb[i + 3], rgb[i + 4], rgb[i + 5]);
+    const bottomLeft = uOfPixel(rgb[j], rgb[j + 1], rgb[j + 2]);
+    const bottomRight = uOfPixel(rgb[j + 3], rgb[j + 4], rgb[j + 5]);
+    values[p] = s * (s * topLeft + s * bottomLeft) + s * (s * topRight + s * bottomRight);
+  }
+  return readBlock(values) === bit;
+}
+
+/**
+ * Moves the sum of the decoder's U over the 2×2 patch at (`row`, `col`) by `change` (a
+ * coefficient's change Δ is a change of 2Δ in its patch's U sum). Each pixel takes an equal share
+ * of what is left, measured with the decoder's own integer arithmetic after rounding, so rounding
+ * and a pixel whose blue is already at 0 or 255 are made up by the pixels after it; a second pass
+ * takes what remains.
+ */
+function movePatchU(rgb: Uint8Array, width: number, row: number, col: number, change: number) {
+  let remaining = change;
+  for (let pass = 0; pass < 2; pass++) {
+    for (let k = 0; k < 4 && Math.abs(remaining) >= 0.5; k++) {
+      const pixel = (row + (k >> 1)) * width + col + (k & 1);
+      remaining -= moveU(rgb, 3 * pixel, remaining / (4 - k));
+    }
+  }
+}
+
+/**
+ * Moves one pixel's U by about `want` holding its luma: blue moves, green moves against it. Blue
+ * moves only as far as green can follow (green at 0 cannot take a rise in blue), so a pixel
+ * that cannot hold its luma takes less and its patch's other pixels take the rest.
+ *
+ * @returns the change in U the decoder sees
+ */
+function moveU(rgb: Uint8Array, i: number, want: number): number {
+  const before = uOfPixel(rgb[i], rgb[i + 1], rgb[i + 2]);
+  const [green, blue] = [rgb[i + 1], rgb[i + 2]];
+  const greenRoom = (want > 0 ? green + 0.5 : 255.5 - green) / -G_PER_B;
+  const dB = Math.sign(want) * Math.min(Math.abs(want) / U_PER_B, greenRoom);
+  rgb[i + 2] = toByte(blue + dB);
+  rgb[i + 1] = toByte(green + (rgb[i + 2] - blue) * G_PER_B); // for the blue it got
+  return uOfPixel(rgb[i], rgb[i + 1], rgb[i + 2]) - before;
 }
 
 function toByte(value: number): number {

@@ -25,6 +25,8 @@ export interface WatermarkReading {
   readonly bits: (0 | 1)[];
   /** Per bit, the share of its blocks that read 1 (NaN where no block carried it). */
   readonly ones: number[];
+  /** Per bit, how many blocks carried it. */
+  readonly votes: number[];
   /** Number of 4×4 blocks read (⌊H/8⌋·⌊W/8⌋). */
   readonly blocks: number;
 }
@@ -65,7 +67,8 @@ export function readWatermark(
     ones[n % length] += readBlock(block);
   });
   const shares = ones.map((count, k) => count / votes[k]);
-  return { bits: shares.map((share) => (share * 255 > 127 ? 1 : 0)), ones: shares, blocks };
+  const bits = shares.map((share) => (share * 255 > 127 ? 1 : 0) as 0 | 1);
+  return { bits, ones: shares, votes, blocks };
 }
 
 /**

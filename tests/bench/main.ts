@@ -7,6 +7,8 @@
  * - `cold-start`: the service's start, model load and first request on the tiny demo model.
  * - `scaleout`: N jobs with 1 and 2 Redis worker processes (throughput, ratio), and the latency a
  *   `step` event gains on the Redis path against the embedded one.
+ * - `watermark`: sgm's invisible watermark — embed and read time per frame, PSNR, and the bits that
+ *   survive PNG, our default mp4 and webm, at 1024×576 and at the demo size.
  *
  * @module
  */
@@ -15,12 +17,14 @@ import { coldStart } from "./cold_start.ts";
 import { convertFull } from "./convert_full.ts";
 import { generateOverhead } from "./generate_overhead.ts";
 import { scaleout } from "./scaleout.ts";
+import { watermarkBench } from "./watermark.ts";
 
 const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   "convert-full": convertFull,
   generate: generateOverhead,
   "cold-start": coldStart,
   scaleout,
+  watermark: watermarkBench,
 };
 
 const [name, ...args] = Deno.args;

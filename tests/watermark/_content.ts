@@ -51,6 +51,19 @@ export async function fixtureClip(
   });
 }
 
+/**
+ * Coloured noise pushed past the byte range (about 10 % of samples at 0 or 255), like the tiny
+ * demo model's output: the case where blue cannot move.
+ */
+export function saturatedNoise(width: number, height: number, frames: number): Uint8Array[] {
+  const random = mulberry32(7);
+  return Array.from(
+    { length: frames },
+    () =>
+      Uint8Array.from({ length: width * height * 3 }, () => clamp(128 + 300 * (random() - 0.5))),
+  );
+}
+
 /** Peak signal-to-noise ratio of `b` against `a` over all bytes, in dB (Infinity when equal). */
 export function psnr(a: Uint8Array, b: Uint8Array): number {
   let sum = 0;
