@@ -107,9 +107,11 @@ async function isImage(path: string): Promise<boolean> {
   using file = await Deno.open(path);
   const head = new Uint8Array(12);
   const read = (await file.read(head)) ?? 0;
-  const ascii = new TextDecoder("latin1").decode(head.subarray(0, read));
-  return ascii.startsWith("\x89PNG\r\n\x1a\n") || ascii.startsWith("\xff\xd8\xff") ||
-    (ascii.startsWith("RIFF") && ascii.slice(8, 12) === "WEBP");
+  const starts = (bytes: number[], at = 0) =>
+    read >= at + bytes.length && bytes.every((b, i) => head[at + i] === b);
+  const ascii = (text: string) => [...text].map((c) => c.charCodeAt(0));
+  return starts([0x89, ...ascii("PNG\r\n"), 0x1a, 0x0a]) || starts([0xff, 0xd8, 0xff]) ||
+    (starts(ascii("RIFF")) && starts(ascii("WEBP"), 8));
 }
 
 async function readImage(path: string) {
