@@ -72,71 +72,70 @@ export function embedWatermark(
 ): number {
   checkFrame(rgb, width, height);
   if (watermarkBlocks(width, height) < bits.length) return 0;
-  // The band is computed before any pixel moves; each block owns its own 8×8 pixels.
+  return embedBlockRows(rgb, width, height, [0, Math.floor(height / 8)], bits);
+}
+
+/**
+ * {@linkcode embedWatermark} for the blocks of some block rows only (8 pixel rows each), so that
+ * a frame can be marked a strip at a time; marking all strips in any order equals marking the
+ * frame. The caller checks the frame's size.
+ *
+ * @param blockRows `[start, end)`, within `[0, ⌊height / 8⌋)`
+ * @returns the number of blocks marked
+ */
+export function embedBlockRows(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  blockRows: readonly [start: number, end: number],
+  bits: readonly (0 | 1)[] = SGM_WATERMARK_BITS,
+): number {
+  // The strip's band is computed before any pixel moves; each block owns its own 8×8 pixels.
   const marked = new Float64Array(16);
-  const saved = new Uint8Array(8 * 8 * 3);
   const values = new Float64Array(16);
-  return forEachBlock(rgb, width, height, (block, n, indices, bandCols) => {
+  const undo = { pixel: new Int32Array(64), green: new Uint8Array(64), blue: new Uint8Array(64) };
+  return forEachBlock(rgb, width, height, (block, n, top, left) => {
     const bit = bits[n % bits.length];
-    const top = 2 * Math.floor(indices[0] / bandCols);
-    const left = 2 * (indices[0] % bandCols);
     const levels = markLevels(block, bit);
-    save(rgb, width, top, left, saved);
     // The cheapest level nearly always reads back; where blue is pinned at 0 or 255 it may not,
     // and the next level is tried (failing all, the cheapest is written and left).
     for (let attempt = 0; attempt <= levels.length; attempt++) {
       const last = attempt === levels.length;
       clipToLevel(block, levels[last ? 0 : attempt], marked);
-      for (let p = 1; p < marked.length; p++) {
+      let undone = 0;
+      for (let p = 0; p < 16; p++) {
+        values[p] = block[p];
         if (marked[p] === block[p]) continue;
-        const row = 2 * Math.floor(indices[p] / bandCols);
-        const col = 2 * (indices[p] % bandCols);
+        const row = top + 2 * (p >> 2);
+        const col = left + 2 * (p & 3);
+        for (let k = 0; k < 4; k++, undone++) {
+          const i = 3 * ((row + (k >> 1)) * width + col + (k & 1));
+          undo.pixel[undone] = i;
+          undo.green[undone] = rgb[i + 1];
+          undo.blue[undone] = rgb[i + 2];
+        }
         movePatchU(rgb, width, row, col, 2 * (marked[p] - block[p]));
+        values[p] = patchValue(rgb, width, row, col);
       }
-      if (last || readsBack(rgb, width, top, left, bit, values)) break;
-      save(saved, 8, 0, 0, rgb, width, top, left);
+      if (last || readBlock(values) === bit) break;
+      for (let k = 0; k < undone; k++) {
+        rgb[undo.pixel[k] + 1] = undo.green[k];
+        rgb[undo.pixel[k] + 2] = undo.blue[k];
+      }
     }
-  });
+  }, blockRows);
 }
 
-/** Copies an 8×8 pixel region from `from` (row width `fromWidth`) into `to` at (`toTop`, `toLeft`). */
-function save(
-  from: Uint8Array,
-  fromWidth: number,
-  top: number,
-  left: number,
-  to: Uint8Array,
-  toWidth = 8,
-  toTop = 0,
-  toLeft = 0,
-): void {
-  for (let r = 0; r < 8; r++) {
-    const source = ((top + r) * fromWidth + left) * 3;
-    const target = ((toTop + r) * toWidth + toLeft) * 3;
-    for (let k = 0; k < 24; k++) to[target + k] = from[source + k];
-  }
-}
-
-/** Whether the decoder reads `bit` from the block whose 8×8 pixels start at (`top`, `left`). */
-function readsBack(
-  rgb: Uint8Array,
-  width: number,
-  top: number,
-  left: number,
-  bit: 0 | 1,
-  values: Float64Array,
-): boolean {
+/** The band value the decoder computes from the 2×2 patch at (`row`, `col`) (pywt's order). */
+function patchValue(rgb: Uint8Array, width: number, row: number, col: number): number {
   const s = HAAR_TAP;
-  for (let p = 0; p < 16; p++) {
-    const i = ((top + 2 * (p >> 2)) * width + left + 2 * (p & 3)) * 3;
-    const j = i + width * 3;
-    const topLeft = uOfPixel(rgb[i], rgb[i + 1], rgb[i + 2]);
-    const topRight = uOfPixel(rgb[i + 3], rgb[i + 4], rgb[i + 5]);
-    const bottomLeft = uOfPixel(rgb[j], rgb[j + 1], rgb[j + 2]);
-    const bottomRight = uOfPixel(rgb[j + 3], rgb[j + 4], rgb[j + 5]);
-    values[p] = s * (s * topLeft + s * bottomLeft) + s * (s * topRight + s * bottomRight);
-  }
-  return readBlock(values) === bit;
+  const i = (row * width + col) * 3;
+  const j = i + width * 3;
+  const topLeft = uOfPixel(rgb[i], rgb[i + 1], rgb[i + 2]);
+  const topRight = uOfPixel(rgb[i + 3], rgb[i + 4], rgb[i + 5]);
+  const bottomLeft = uOfPixel(rgb[j], rgb[j + 1], rgb[j + 2]);
+  const bottomRight = uOfPixel(rgb[j + 3], rgb[j + 4], rgb[j + 5]);
+  return s * (s * topLeft + s * bottomLeft) + s * (s * topRight + s * bottomRight);
 }
 
 /**

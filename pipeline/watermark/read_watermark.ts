@@ -72,35 +72,42 @@ export function readWatermark(
 }
 
 /**
- * Calls `visit` with each 4×4 block of the frame's U approximation band, in the decoder's order.
- * `block` is a scratch array (16 values, row-major) reused between calls; `indices` holds each
- * value's index into the band, which is `bandCols` wide.
+ * Calls `visit` with each 4×4 block of the frame's U approximation band, in the decoder's order:
+ * `block` is a scratch array (16 values, row-major) reused between calls, `n` the block's number,
+ * (`top`, `left`) the first pixel of the 8×8 pixels it is computed from. Value `p` of a block comes
+ * from the 2×2 pixels at (`top + 2·⌊p/4⌋`, `left + 2·(p mod 4)`).
  *
- * @returns the number of blocks
+ * @param blockRows visit only the blocks of these block rows, `[start, end)` (default all,
+ *   `[0, ⌊height/8⌋)`); only their pixels are read
+ * @returns the number of blocks visited
  */
 export function forEachBlock(
   rgb: Uint8Array,
   width: number,
   height: number,
-  visit: (block: Float64Array, n: number, indices: Int32Array, bandCols: number) => void,
+  visit: (block: Float64Array, n: number, top: number, left: number) => void,
+  blockRows: readonly [start: number, end: number] = [0, Math.floor(height / 8)],
 ): number {
-  const rows = Math.floor(height / 4) * 4;
-  const cols = Math.floor(width / 4) * 4;
-  const band = haarApproximation(uPlane(rgb, width, rows, cols), rows, cols);
-  const [bandRows, bandCols] = [rows / 2, cols / 2];
+  const [first, end] = blockRows;
+  const perRow = Math.floor(width / 8);
+  const rows = 8 * (end - first); // pixel rows of the strip
+  const cols = 8 * perRow;
+  if (rows <= 0 || cols === 0) return 0;
+  const strip = rgb.subarray(8 * first * width * 3);
+  const band = haarApproximation(uPlane(strip, width, rows, cols), rows, cols); // [rows/2, cols/2]
+  const bandCols = cols / 2;
   const block = new Float64Array(WATERMARK_BLOCK * WATERMARK_BLOCK);
-  const indices = new Int32Array(block.length);
-  let n = 0;
-  for (let top = 0; top + WATERMARK_BLOCK <= bandRows; top += WATERMARK_BLOCK) {
-    for (let left = 0; left + WATERMARK_BLOCK <= bandCols; left += WATERMARK_BLOCK, n++) {
+  let visited = 0;
+  for (let row = first; row < end; row++) {
+    for (let column = 0; column < perRow; column++, visited++) {
+      const origin = 4 * (row - first) * bandCols + 4 * column;
       for (let p = 0; p < block.length; p++) {
-        indices[p] = (top + (p >> 2)) * bandCols + left + (p & 3);
-        block[p] = band[indices[p]];
+        block[p] = band[origin + (p >> 2) * bandCols + (p & 3)];
       }
-      visit(block, n, indices, bandCols);
+      visit(block, row * perRow + column, 8 * row, 8 * column);
     }
   }
-  return n;
+  return visited;
 }
 
 /** @throws {RangeError} when `rgb` is not `[height, width, 3]` */

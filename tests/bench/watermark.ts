@@ -2,7 +2,8 @@
  * Watermark benchmark: what sgm's invisible watermark costs and what survives our encoders.
  *
  * For each test clip (25 frames; see tests/watermark/_content.ts): the embed and read time per
- * frame, PSNR of the marked frames against the unmarked ones, and the bits read back from PNG
+ * frame (wall and CPU), the longest the event loop waits while the service's `watermarkFrames`
+ * marks the clip, PSNR of the marked frames against the unmarked ones, and the bits read back from PNG
  * frames (lossless), from our default mp4 (x264 CRF 18) and webm (VP9 CRF 24), and from mp4 at
  * CRF 23 and 28 for context — per frame (mean and lowest of 48) and with all frames pooled. The
  * unmarked clip's mp4 is read too, to show what "not found" looks like.
@@ -15,7 +16,12 @@
 import { parseArgs } from "node:util";
 import { decodePng } from "../../pipeline/image/png_decode.ts";
 import { encodeVideo, readVideoFrames, type VideoFormat } from "../../pipeline/video/mod.ts";
-import { embedWatermark, WatermarkDetector } from "../../pipeline/watermark/mod.ts";
+import process from "node:process";
+import {
+  embedWatermark,
+  WatermarkDetector,
+  watermarkFrames,
+} from "../../pipeline/watermark/mod.ts";
 import { fixtureClip, panningClip, psnr } from "../watermark/_content.ts";
 
 /** Runs the benchmark. */
@@ -38,16 +44,28 @@ export async function watermarkBench(args: string[]): Promise<void> {
     for (const [name, width, height, make] of clips) {
       const clean = await make();
       const marked = clean.map((frame) => frame.slice());
+      const cpuBefore = process.cpuUsage();
       const embedMs = marked.map((frame) => timed(() => embedWatermark(frame, width, height)));
+      const cpu = process.cpuUsage(cpuBefore);
       const readMs = marked.map((frame) =>
         timed(() => new WatermarkDetector().add(frame, width, height))
+      );
+      const stall = await longestStall(() =>
+        watermarkFrames(clean.map((frame) => frame.slice()), width, height)
       );
       const psnrs = marked.map((frame, t) => psnr(clean[t], frame));
       console.log(`${name}, ${count} frames:`);
       console.log(
-        `  embed ${median(embedMs).toFixed(2)} ms/frame, read ${median(readMs).toFixed(2)} ` +
-          `ms/frame (median); PSNR marked vs unmarked ${mean(psnrs).toFixed(2)} dB ` +
-          `(lowest ${Math.min(...psnrs).toFixed(2)})`,
+        `  embed ${median(embedMs).toFixed(2)} ms/frame wall (median), ` +
+          `${((cpu.user + cpu.system) / 1000 / count).toFixed(2)} ms/frame CPU; read ` +
+          `${median(readMs).toFixed(2)} ms/frame; watermarkFrames: ${
+            stall.totalMs.toFixed(0)
+          } ms ` +
+          `for the clip, longest event-loop stall ${stall.longestMs.toFixed(1)} ms`,
+      );
+      console.log(
+        `  PSNR marked vs unmarked ${mean(psnrs).toFixed(2)} dB (lowest ` +
+          `${Math.min(...psnrs).toFixed(2)})`,
       );
       const runs: [string, VideoFormat, Uint8Array[], number?][] = [
         ["png frames", "frames", marked],
@@ -86,6 +104,22 @@ export async function watermarkBench(args: string[]): Promise<void> {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** Runs `work` while a 1 ms timer measures the longest gap between its ticks. */
+async function longestStall(work: () => Promise<unknown>) {
+  let last = performance.now();
+  let longestMs = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    longestMs = Math.max(longestMs, now - last);
+    last = now;
+  }, 1);
+  const started = performance.now();
+  await work();
+  const totalMs = performance.now() - started;
+  clearInterval(timer);
+  return { totalMs, longestMs: Math.max(longestMs, performance.now() - last) };
 }
 
 function timed(run: () => unknown): number {
