@@ -16,8 +16,9 @@
  *
  * The reference's write moves the carrier *down* most of the time (for bit 0 whenever
  * `|v| mod 36 > 9`), and in a smooth block another coefficient then stands above it: the decoder
- * reads that one instead, unmarked. On the smooth test clip 16 % of blocks read wrong before any
- * compression. {@linkcode markBlock} writes what the same decoder reads reliably; see there.
+ * reads that one instead, unmarked. Written that way (in the decoder's domain), 16 % of the blocks
+ * of the textured test clip read wrong before any compression, and frames of the smooth one lose
+ * 11 of 48 bits on average. {@linkcode markBlock} writes what the same decoder reads reliably.
  *
  * @module
  */

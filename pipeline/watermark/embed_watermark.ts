@@ -9,13 +9,20 @@
  * The decoder (`read_watermark.ts`) takes an 8-bit frame, converts it with cv2's integer
  * BGR→YUV (`cv2_yuv.ts`), takes the Haar approximation band of U (`haar.ts`) and reads each
  * block's strongest coefficient modulo 36 (`block_code.ts`). The embedder computes that very band
- * from the frame it is given — same integer U, same float64 Haar sums — rewrites each block
- * (`markBlock`) and moves the frame's pixels so that the decoder's U follows: a coefficient moved
- * by Δ moves its 2×2 pixels' U by Δ/2 (Haar synthesis with the detail bands untouched), and U
- * moves by 0.492 per unit of B when G compensates to hold the luma (`ΔB = ΔU / 0.492`,
- * `ΔG = −0.194·ΔB`, R unchanged; cv2's own YUV→BGR with Y and V held gives the same, `2.032·ΔU`
- * and `−0.395·ΔU`). Rounding B and G to bytes leaves the decoder's coefficients within about ±3
- * of their targets, well inside the ±9 a bit tolerates.
+ * from the frame it is given — same integer U, same float64 Haar sums — chooses each block's new
+ * values (`markLevels`, `clipToLevel`) and moves the frame's pixels so that the decoder's band
+ * follows:
+ *
+ * - A coefficient is the Haar sum of a 2×2 patch of U, so moving it by Δ means moving the patch's
+ *   U sum by 2Δ (the detail bands may change; the decoder never looks at them).
+ * - U moves by 0.492 per unit of blue when green moves against it (−0.194 per unit of blue) to
+ *   hold the luma; red, and with it V, stays (cv2's own YUV→BGR with Y and V held moves blue and
+ *   green by 2.032·ΔU and −0.395·ΔU, the same thing).
+ * - The patch's pixels take equal shares of what is still missing, each share measured with the
+ *   decoder's integer arithmetic after rounding, so rounding and a pixel whose blue (or green)
+ *   is pinned at 0 or 255 are made up by the others; the patch lands within ±0.5 of its target.
+ * - Each block is then read back as the decoder would read it; where pinned pixels kept it from
+ *   its level, the next cheapest level is written instead.
  *
  * ## Where this differs from sgm's `WatermarkEmbedder`, and why
  *
@@ -34,11 +41,11 @@
  * Measured (`deno task bench watermark`, README): on a smooth 1024×576 clip sgm's own embedder
  * (run through OpenCV 4.6.0 and PyWavelets) is read as 27 of 48 bits — not detected — while ours
  * reads 48 of 48, also after our default mp4 encode; on a textured clip both read 48 of 48
- * losslessly, at about the same PSNR (~40.5 dB).
+ * losslessly, at about the same PSNR (40–41.5 dB).
  *
  * Frames below 256×256 pixels are refused by `imwatermark` ("image too small"); the algorithm
  * itself only needs a block per bit, so frames with at least 48 blocks (⌊H/8⌋·⌊W/8⌋ ≥ 48, e.g.
- * 64×128) are marked, and only our detector reads those.
+ * 56×56 or the demo's 128×64) are marked, and only our detector reads those.
  *
  * @module
  */
