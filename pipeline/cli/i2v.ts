@@ -27,6 +27,7 @@ import { InferenceClient, readModelDirectory } from "../runtime/mod.ts";
 import { SafetensorsFile } from "../safetensors/reader.ts";
 import { float32Entry, writeSafetensors } from "../safetensors/writer.ts";
 import { encodeVideo, VIDEO_FORMATS, type VideoFormat } from "../video/mod.ts";
+import { watermarkFrames } from "../watermark/watermark_frames.ts";
 import { ProgressBar } from "../weights/progress_bar.ts";
 import { checkFfmpeg, checkInput, checkOutput } from "./_checks.ts";
 import { ensureDemoModel } from "./demo_model.ts";
@@ -167,6 +168,16 @@ export async function main(args: string[]): Promise<void> {
       await writeSafetensors(values["save-latents"], [float32Entry("final_latent", video.latent)], {
         metadata: { seed: String(video.seed) },
       });
+    }
+    if (request.watermark) {
+      const marked = await watermarkFrames(video.frames, video.width, video.height, {
+        signal: controller.signal,
+      });
+      if (!marked) {
+        console.error(
+          `${video.width}×${video.height} is too small to carry the watermark; not marked`,
+        );
+      }
     }
     const encoded = await encodeVideo(video.frames, {
       width: video.width,

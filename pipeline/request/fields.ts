@@ -272,6 +272,16 @@ export const REQUEST_FIELDS = {
       "the generation is then cancelled.",
     surfaces: ["http"],
   },
+  watermark: {
+    key: "watermark",
+    group: "job",
+    schema: z.boolean(),
+    default: true,
+    title: "Invisible watermark",
+    description: "Embed sgm's invisible 48-bit watermark (imwatermark DWT-DCT) in every frame, " +
+      "as Stability's sampling script does; `deno task watermark FILE` reads it back.",
+    surfaces: ["http", "cli"],
+  },
 } as const satisfies Readonly<Record<string, FieldDeclaration>>;
 
 type Fields = typeof REQUEST_FIELDS;

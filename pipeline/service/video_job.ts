@@ -1,9 +1,10 @@
 /**
  * One generation as a service runs it, without HTTP: uploaded image bytes and a validated request
  * (the `GenerationRequest` every surface produces) in, progress events and the encoded clip's
- * bytes out. Composes what `deno task i2v` composes —
- * `prepareImage` → `generateVideo` → `encodeVideo` — with the clip written to a temporary file
- * (ffmpeg writes files atomically) and read back.
+ * bytes out. Composes what `deno task i2v` composes — `prepareImage` → `generateVideo` →
+ * `watermarkFrames` (sgm's invisible watermark, unless the request says `watermark: false`) →
+ * `encodeVideo` — with the clip written to a temporary file (ffmpeg writes files atomically) and
+ * read back.
  *
  * @example
  * ```ts
@@ -30,6 +31,7 @@ import {
 import { prepareImage } from "../image/prepare_image.ts";
 import type { ClipFormat, GenerationRequest } from "../request/mod.ts";
 import { encodeVideo } from "../video/mod.ts";
+import { watermarkFrames } from "../watermark/watermark_frames.ts";
 
 export type { ClipFormat };
 
@@ -49,6 +51,7 @@ export interface VideoJobTimings {
   readonly conditioningMs: number;
   readonly samplingMs: number;
   readonly decodingMs: number;
+  /** Watermarking and the ffmpeg encode. */
   readonly encodingMs: number;
   readonly totalMs: number;
 }
@@ -118,9 +121,13 @@ export async function runVideoJob(
     signal,
   });
 
-  // 3. The clip, through a temporary file that is always removed.
+  // 3. sgm's invisible watermark in every frame (off the event loop between frames), then the
+  //    clip, through a temporary file that is always removed.
   emit({ type: "encoding" });
   const encodeStarted = performance.now();
+  if (request.watermark) {
+    await watermarkFrames(video.frames, video.width, video.height, { signal });
+  }
   const dir = await Deno.makeTempDir({ dir: options.tempDir, prefix: "svd_job_" });
   try {
     const encoded = await encodeVideo(video.frames, {

@@ -203,6 +203,89 @@ export async function runFfprobe(
   return output;
 }
 
+/** Options of {@linkcode ffmpegFrames}. */
+export interface FfmpegFramesOptions {
+  /** Executable to run (already resolved, see {@linkcode resolveFfmpegPath}). */
+  readonly path: string;
+  /** What ffmpeg is doing, for error messages (`decoding "clip.mp4"`). */
+  readonly task: string;
+  /** Bytes per frame of the raw output (width × height × 3 for rgb24). */
+  readonly frameBytes: number;
+  /** Kills ffmpeg (SIGKILL) when it fires. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Runs ffmpeg with `args` (no stdin; raw frames written to `pipe:1`) and yields its stdout one
+ * frame of `frameBytes` at a time, so a long video never sits in memory whole. Stopping the
+ * iteration early kills ffmpeg.
+ *
+ * @throws {FfmpegNotFoundError} the executable cannot be started
+ * @throws {FfmpegError} ffmpeg exits with a code other than 0, or its output ends mid-frame
+ * @throws {GenerationCancelledError} `signal` fired (before or during the run)
+ *
+ * @example
+ * ```ts
+ * import { ffmpegFrames } from "./ffmpeg.ts";
+ * const args = ["-f", "lavfi", "-i", "color=red:s=2x2:r=5:d=0.4", "-f", "rawvideo",
+ *   "-pix_fmt", "rgb24", "pipe:1"];
+ * for await (const frame of ffmpegFrames(args, { path: "ffmpeg", task: "red", frameBytes: 12 })) {
+ *   frame; // Uint8Array [255, 0, 0, 255, 0, 0, …], twice
+ * }
+ * ```
+ */
+export async function* ffmpegFrames(
+  args: readonly string[],
+  options: FfmpegFramesOptions,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const { path, task, frameBytes, signal } = options;
+  if (!Number.isInteger(frameBytes) || frameBytes < 1) {
+    throw new RangeError(`ffmpegFrames needs frameBytes >= 1, got ${frameBytes}`);
+  }
+  throwIfCancelled(signal, task);
+  const child = spawn("ffmpeg", path, args, "null");
+  const stderrTail = readTail(child.stderr);
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+  };
+  signal?.addEventListener("abort", kill, { once: true });
+  let finished = false;
+  try {
+    let frame = new Uint8Array(frameBytes);
+    let filled = 0;
+    for await (const chunk of child.stdout) {
+      for (let offset = 0; offset < chunk.length;) {
+        const take = Math.min(frameBytes - filled, chunk.length - offset);
+        frame.set(chunk.subarray(offset, offset + take), filled);
+        [filled, offset] = [filled + take, offset + take];
+        if (filled === frameBytes) {
+          yield frame;
+          [frame, filled] = [new Uint8Array(frameBytes), 0];
+        }
+      }
+    }
+    const status = await child.status;
+    const tail = await stderrTail;
+    throwIfCancelled(signal, task);
+    if (!status.success) throw new FfmpegError("ffmpeg", status.code, tail, task);
+    if (filled !== 0) {
+      throw new FfmpegError("ffmpeg", status.code, tail || "output ended mid-frame", task);
+    }
+    finished = true;
+  } finally {
+    signal?.removeEventListener("abort", kill);
+    if (!finished) {
+      kill(); // the caller stopped early or something failed: ffmpeg must not linger
+      await child.status;
+      await stderrTail.catch(() => {});
+    }
+  }
+}
+
 function resolveToolPath(tool: FfmpegTool, explicit: string | undefined): string {
   if (explicit !== undefined && explicit !== "") return explicit;
   let fromEnv: string | undefined;

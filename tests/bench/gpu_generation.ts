@@ -96,6 +96,7 @@ async function main(args: string[]): Promise<void> {
         size: "cover",
         preview: "latent",
         keepRunning: false,
+        watermark: true, // sgm's default, and part of the cost
       },
       {
         networks: timed,

@@ -13,6 +13,8 @@
  * - `image-prep`: the main thread's worst stall and `/healthz` latency while a 16 Mpx PNG, a
  *   16 Mpx progressive JPEG and an upscale to 2048² are prepared, on the main thread and in an
  *   `ImagePool` worker, with the peak RSS of one preparation.
+ * - `watermark`: sgm's invisible watermark — embed and read time per frame, PSNR, and the bits that
+ *   survive PNG, our default mp4 and webm, at 1024×576 and at the demo size.
  *
  * @module
  */
@@ -27,6 +29,7 @@ const BENCHES: Record<string, () => Promise<(args: string[]) => Promise<void>>> 
   unet: async () => (await import("./unet_cpu.ts")).unetCpu,
   gpu: async () => (await import("./gpu.ts")).gpuBench,
   "image-prep": async () => (await import("./image_prep.ts")).imagePrep,
+  watermark: async () => (await import("./watermark.ts")).watermarkBench,
 };
 
 const [name, ...args] = Deno.args;

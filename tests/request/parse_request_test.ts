@@ -56,6 +56,7 @@ Deno.test({
       format: "mp4",
       preview: "latent",
       keepRunning: false,
+      watermark: true,
     });
   },
 });
