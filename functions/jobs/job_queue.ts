@@ -17,6 +17,23 @@ import type { SamplingParams } from "../../pipeline/config/mod.ts";
 import type { SizePolicy } from "../../pipeline/image/size_policy.ts";
 import type { VideoFormat } from "../../pipeline/video/mod.ts";
 
+/**
+ * The exact form of every job id: a lowercase UUID v4, as {@linkcode newJobId} makes it. Ids
+ * from requests are checked against it before they reach a key name (Redis) or a lookup.
+ */
+export const JOB_ID_PATTERN =
+  /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** A new job id (a random UUID v4). */
+export function newJobId(): string {
+  return crypto.randomUUID();
+}
+
+/** True when `id` has the form of a job id ({@linkcode JOB_ID_PATTERN}). */
+export function isJobId(id: string): boolean {
+  return JOB_ID_PATTERN.test(id);
+}
+
 /** Lifecycle of a job. Terminal: `done`, `error`, `cancelled`. */
 export type JobStatus = "queued" | "running" | "done" | "error" | "cancelled";
 
@@ -129,7 +146,10 @@ export class StoreUnavailableError extends Error {
   }
 }
 
-/** Job queue, event log, status records and results of the service. */
+/**
+ * Job queue, event log, status records and results of the service. Every method that takes a job
+ * id treats an id not of the form {@linkcode JOB_ID_PATTERN} as an unknown job.
+ */
 export interface JobQueue {
   /**
    * Adds a queued job with its image and publishes its `queued` event ({position}).

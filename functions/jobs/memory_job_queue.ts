@@ -27,6 +27,7 @@ import {
   type JobQueue,
   type JobRecord,
   type JobRequest,
+  newJobId,
   QueueFullError,
   type QueueStats,
   type StoredVideo,
@@ -93,7 +94,7 @@ export class MemoryJobQueue implements JobQueue {
         this.#retryAfter(),
       );
     }
-    const id = crypto.randomUUID();
+    const id = newJobId();
     const record: JobRecord = {
       id,
       status: "queued",

@@ -57,6 +57,7 @@ import type { Buffer } from "node:buffer";
 import { ErrorReply } from "redis";
 import {
   type ClaimedJob,
+  isJobId,
   isTerminalEvent,
   type JobEvent,
   type JobEventType,
@@ -64,6 +65,7 @@ import {
   type JobQueue,
   type JobRecord,
   type JobRequest,
+  newJobId,
   QueueFullError,
   type QueueStats,
   type StoredVideo,
@@ -83,7 +85,7 @@ import {
   toBuffer,
 } from "./redis_codec.ts";
 import { ABORTED, AS_BUFFERS, type CommandOptions, RedisConnection } from "./redis_connection.ts";
-import { type RedisLayout, redisLayout } from "./redis_layout.ts";
+import { type JobKeys, type RedisLayout, redisLayout } from "./redis_layout.ts";
 import { scriptArguments, type ScriptContext, type ScriptName, SCRIPTS } from "./redis_scripts.ts";
 
 /** Largest clip stored by default: 64 MiB. */
@@ -190,7 +192,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async submit(request: JobRequest, image: Uint8Array): Promise<JobRecord> {
-    const id = crypto.randomUUID();
+    const id = newJobId();
     const createdAt = this.#options.now();
     const [accepted] = await this.#eval("submit", [
       String(this.#options.capacity),
@@ -209,11 +211,14 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
-    const flat = await this.#send(["HGETALL", this.#layout.job(id).record]) as string[];
+    const keys = this.#keys(id);
+    if (!keys) return undefined;
+    const flat = await this.#send(["HGETALL", keys.record]) as string[];
     return decodeRecord(flat);
   }
 
   async position(id: string): Promise<number | undefined> {
+    if (!isJobId(id)) return undefined;
     const position = await this.#eval("position", [id]) as number | null;
     return position ?? undefined;
   }
@@ -255,7 +260,8 @@ export class RedisJobQueue implements JobQueue {
         if (!entry) continue;
         const [entryId, fields] = entry;
         const id = fieldOf(fields, "id");
-        if (id === undefined) continue; // not a job entry; reclaimed as an orphan
+        // Not a job entry (another writer's): left pending, then dropped as an orphan.
+        if (id === undefined || !isJobId(id)) continue;
         const outcome = await this.#eval("take", [entryId, id, worker]);
         if (outcome !== "ok") continue;
         const job = await this.#claimed(entryId, id, consumer);
@@ -298,10 +304,14 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async update(id: string, patch: JobPatch): Promise<void> {
+    if (!isJobId(id)) return;
     await this.#eval("update", [id, ...encodePatch(patch)]);
   }
 
   async publish(id: string, type: JobEventType, data: Record<string, unknown>): Promise<JobEvent> {
+    if (!isJobId(id)) {
+      throw new RangeError(`Cannot publish "${type}": no job ${JSON.stringify(id)}`);
+    }
     const eventId = await this.#eval("publish", [id, type, encodeEventData(data)]) as
       | string
       | null;
@@ -314,7 +324,8 @@ export class RedisJobQueue implements JobQueue {
     afterId: string | undefined,
     signal: AbortSignal,
   ): AsyncGenerator<JobEvent> {
-    const keys = this.#layout.job(id);
+    const keys = this.#keys(id);
+    if (!keys) return;
     const stop = AbortSignal.any([signal, this.#closing.signal]);
     if (stop.aborted || await this.#send(["EXISTS", keys.record]) === 0) return;
     // An id that is not a stream id (another queue's, garbage) replays from the start.
@@ -372,15 +383,18 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async requestCancel(id: string): Promise<JobRecord | undefined> {
+    if (!isJobId(id)) return undefined;
     const known = await this.#eval("cancel", [id, String(this.#options.now())]);
     return known === 1 ? await this.get(id) : undefined;
   }
 
   async cancelRequested(id: string): Promise<boolean> {
-    return await this.#send(["EXISTS", this.#layout.job(id).cancel]) === 1;
+    const keys = this.#keys(id);
+    return keys !== undefined && await this.#send(["EXISTS", keys.cancel]) === 1;
   }
 
   async putVideo(id: string, video: StoredVideo): Promise<void> {
+    if (!isJobId(id)) return;
     const limit = this.#options.maxVideoBytes;
     if (video.bytes.length > limit) {
       throw new RangeError(
@@ -392,7 +406,9 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async getVideo(id: string): Promise<StoredVideo | undefined> {
-    const flat = await this.#send(["HGETALL", this.#layout.job(id).video], {
+    const keys = this.#keys(id);
+    if (!keys) return undefined;
+    const flat = await this.#send(["HGETALL", keys.video], {
       typeMapping: AS_BUFFERS,
     }) as Buffer[];
     return decodeVideo(flat);
@@ -429,6 +445,14 @@ export class RedisJobQueue implements JobQueue {
   }
 
   // -------------------------------------------------------------------------------------------
+
+  /**
+   * The keys of job `id`, or undefined when `id` is not of the form the queue gives out: an id
+   * from a request never reaches a key name unchecked (`<id>:events` would name the job's stream).
+   */
+  #keys(id: string): JobKeys | undefined {
+    return isJobId(id) ? this.#layout.job(id) : undefined;
+  }
 
   /** One command (see `RedisConnection.send`). */
   #send(

@@ -26,6 +26,15 @@ local A = 6 -- a script's own arguments start at ARGV[A + 1]
 local TERMINAL = { done = true, error = true, cancelled = true }
 ${luaJobKeys()}
 
+local H = '[0-9a-f]'
+local JOB_ID = '^' .. H:rep(8) .. '%-' .. H:rep(4) .. '%-4' .. H:rep(3) .. '%-[89ab]' .. H:rep(3) ..
+  '%-' .. H:rep(12) .. '$'
+
+-- The form of the ids the queue gives out (JOB_ID_PATTERN in job_queue.ts).
+local function is_job_id(id)
+  return type(id) == 'string' and string.match(id, JOB_ID) ~= nil
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -176,7 +185,7 @@ for _, p in ipairs(pending) do
     if fields then
       for i = 1, #fields, 2 do if fields[i] == 'id' then id = fields[i + 1] end end
     end
-    if not id then
+    if not is_job_id(id) then
       drop_entry(entry)
     elseif start(entry, id, worker, true) == 'ok' then
       found = {entry, id}

@@ -306,6 +306,50 @@ export function jobQueueContract(target: ContractTarget): void {
     await assert.rejects(queue.publish("no-such-job", "step", {}), RangeError);
   });
 
+  test("treats an id it did not give out (a real id with a key suffix, a pattern, a path) as unknown", async (store) => {
+    const queue = await store.queue();
+    const { id } = await queue.submit(REQUEST, IMAGE);
+    const job = await queue.take("gpu", AbortSignal.timeout(3000));
+    assert.equal(job?.record.id, id);
+    await queue.putVideo(id, { bytes: IMAGE, contentType: "video/mp4", format: "mp4" });
+    // Each would name another key of the job, or other keys, if it reached a key name.
+    const crafted = [
+      `${id}:events`,
+      `${id}:image`,
+      `${id}:video`,
+      `${id}:cancel`,
+      id.toUpperCase(),
+      `${id} `,
+      `${id}\n`,
+      `../${id}`,
+      "*",
+      "",
+    ];
+    for (const bad of crafted) {
+      const what = JSON.stringify(bad);
+      assert.equal(await queue.get(bad), undefined, `get(${what})`);
+      assert.equal(await queue.position(bad), undefined, `position(${what})`);
+      assert.equal(await queue.cancelRequested(bad), false, `cancelRequested(${what})`);
+      assert.equal(await queue.getVideo(bad), undefined, `getVideo(${what})`);
+      assert.deepEqual(
+        await collect(queue.events(bad, undefined, AbortSignal.timeout(2000))),
+        [],
+        `events(${what})`,
+      );
+      await assert.rejects(queue.publish(bad, "step", {}), RangeError, `publish(${what})`);
+      await queue.update(bad, { status: "error" });
+      await queue.putVideo(bad, { bytes: new Uint8Array(3), contentType: "x", format: "mp4" });
+      assert.equal(await queue.requestCancel(bad), undefined, `requestCancel(${what})`);
+    }
+    // The real job is as it was.
+    const record = await queue.get(id);
+    assert.equal(record?.status, "queued");
+    assert.equal(await queue.cancelRequested(id), false);
+    assert.deepEqual((await queue.getVideo(id))?.bytes, IMAGE);
+    const events = await collect(queue.events(id, undefined, AbortSignal.timeout(300)));
+    assert.deepEqual(events.map((e) => e.type), ["queued"]);
+  });
+
   test("close() ends a waiting take and a live stream, then refuses work", async (store) => {
     const queue = await store.queue();
     const { id } = await queue.submit(REQUEST, IMAGE);

