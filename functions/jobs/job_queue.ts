@@ -171,8 +171,11 @@ export interface JobQueue {
   /** Appends an event to the job's stream and returns it with its id. */
   publish(id: string, type: JobEventType, data: Record<string, unknown>): Promise<JobEvent>;
   /**
-   * The job's events after `afterId` (exclusive; from the start when undefined): first the stored
-   * ones, then live ones, ending after a terminal event or when `signal` aborts.
+   * The job's events after `afterId` (exclusive; from the start when undefined, or when it is not
+   * an event id of this queue): first the stored ones, then live ones, ending after a terminal
+   * event or when `signal` aborts. An `afterId` beyond the newest event (stale or crafted) is
+   * taken as the end: a finished job's stream ends at once, a running job's goes on with the
+   * events that follow.
    */
   events(id: string, afterId: string | undefined, signal: AbortSignal): AsyncIterable<JobEvent>;
   /**

@@ -196,8 +196,11 @@ export class MemoryJobQueue implements JobQueue {
     const entry = this.#jobs.get(id);
     if (!entry) return;
     const after = Number(afterId);
-    // Ids are 1-based sequence numbers: the event with id n is at index n - 1.
-    let next = afterId !== undefined && Number.isInteger(after) && after > 0 ? after : 0;
+    // Ids are 1-based sequence numbers: the event with id n is at index n - 1. An id beyond the
+    // newest event (stale or crafted) resumes from the end: the events that follow are sent.
+    let next = afterId !== undefined && Number.isInteger(after) && after > 0
+      ? Math.min(after, entry.events.length)
+      : 0;
     while (!signal.aborted) {
       while (next < entry.events.length) {
         const event = entry.events[next++];

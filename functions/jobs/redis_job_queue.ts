@@ -72,6 +72,7 @@ import {
   StoreUnavailableError,
 } from "./job_queue.ts";
 import {
+  compareStreamIds,
   decodeEvent,
   decodeRecord,
   decodeVideo,
@@ -80,6 +81,7 @@ import {
   encodeRequest,
   encodeVideo,
   fieldOf,
+  isStreamId,
   type StreamEntry,
   type StreamReply,
   toBuffer,
@@ -329,7 +331,7 @@ export class RedisJobQueue implements JobQueue {
     const stop = AbortSignal.any([signal, this.#closing.signal]);
     if (stop.aborted || await this.#send(["EXISTS", keys.record]) === 0) return;
     // An id that is not a stream id (another queue's, garbage) replays from the start.
-    let last = afterId !== undefined && /^\d+-\d+$/.test(afterId) ? afterId : "0-0";
+    let last = afterId !== undefined && isStreamId(afterId) ? afterId : "0-0";
     // Stored events, a page at a time.
     for (;;) {
       const page = await this.#send([
@@ -359,6 +361,9 @@ export class RedisJobQueue implements JobQueue {
       "1",
     ]) as StreamEntry[];
     if (newest[0] && isTerminalEvent(decodeEvent(newest[0]).type)) return;
+    // An id beyond the newest event (stale or crafted) resumes from the end: the events that
+    // follow are sent (a read after the future id would wait until the job expired).
+    if (newest[0] && compareStreamIds(last, newest[0][0]) > 0) last = newest[0][0];
     // Live ones.
     while (!stop.aborted) {
       // deno-fmt-ignore

@@ -40,6 +40,11 @@ export interface ContractTarget {
   readonly name: string;
   readonly store: () => Promise<ContractStore>;
   readonly permissions: Deno.TestDefinition["permissions"];
+  /**
+   * An event id far after `id` in this queue's id order, one it never gave out (a stale or crafted
+   * `Last-Event-ID`).
+   */
+  readonly idBeyond: (id: string) => string;
   /** Why the suite cannot run here (a missing redis-server), or undefined. */
   readonly skip?: string;
 }
@@ -188,6 +193,27 @@ export function jobQueueContract(target: ContractTarget): void {
     const all = queue.events(id, undefined, AbortSignal.timeout(30_000));
     const types = (await bounded(collect(all), 10_000, "the whole stream")).map((e) => e.type);
     assert.deepEqual(types, ["queued", "done"]);
+  });
+
+  test("events() after an id beyond the newest event resume from the end: the next events follow, then the stream ends", async (store) => {
+    const api = await store.queue();
+    const worker = await store.queue();
+    const { id } = await api.submit(REQUEST, IMAGE);
+    const job = await worker.take("gpu", AbortSignal.timeout(3000));
+    const started = await worker.publish(id, "started", {});
+    // The signal would end the stream after 30 s; the terminal event must end it well before.
+    const reading = collect(
+      api.events(id, target.idBeyond(started.id), AbortSignal.timeout(30_000)),
+    );
+    await pause(300);
+    const step = await worker.publish(id, "step", { step: 1 });
+    const done = await worker.publish(id, "done", {});
+    await worker.complete(job!);
+    const live = await bounded(reading, 10_000, "the stream resumed beyond its end");
+    assert.deepEqual(live.map((e) => e.id), [step.id, done.id]);
+
+    const after = api.events(id, target.idBeyond(done.id), AbortSignal.timeout(30_000));
+    assert.deepEqual(await bounded(collect(after), 5000, "the finished stream beyond its end"), []);
   });
 
   test("events() stop when their signal aborts", async (store) => {

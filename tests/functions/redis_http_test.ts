@@ -20,6 +20,7 @@ import { readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import { jobRequest } from "./_job_request.ts";
 import { RedisServer, redisServerMissing } from "./_redis_server.ts";
 import { inputPng, SMALL, upload } from "./_service.ts";
+import { SseReader } from "./_sse_client.ts";
 
 const REQUEST = jobRequest({ numFrames: 2, decodingT: 2, width: 64 });
 
@@ -67,6 +68,19 @@ async function serveApi(server: RedisServer, options: Partial<RedisJobQueueOptio
   };
 }
 
+/** `promise`, or a failure naming `what` after `ms`: no test waits forever. */
+async function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Status and JSON body of a request. */
 async function call(
   url: string,
@@ -101,5 +115,43 @@ redisTest(
     const { status, body } = await call(`${api.url}/v1/generations/${id}`);
     assert.equal(status, 200);
     assert.equal(body?.status, "queued", "the real job was not cancelled");
+  },
+);
+
+redisTest(
+  "a Last-Event-ID beyond the newest event is the end: a running job's stream goes on from there, a finished one answers 204 at once",
+  async () => {
+    await using server = await RedisServer.start();
+    await using api = await serveApi(server, { blockMs: 2000 });
+    const worker = await RedisJobQueue.connect({ url: server.url, ...OPTIONS });
+    try {
+      const { id } = await api.queue.submit(REQUEST, new Uint8Array([1]));
+      const job = await worker.take("gpu", AbortSignal.timeout(5000));
+      const started = await worker.publish(id, "started", {});
+      const beyond = `${BigInt(started.id.split("-")[0]) + 3_600_000n}-0`;
+      const response = await fetch(`${api.url}/v1/generations/${id}/events`, {
+        headers: { "Last-Event-ID": beyond },
+        signal: AbortSignal.timeout(30_000),
+      });
+      assert.equal(response.status, 200);
+      const reader = new SseReader(response);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const step = await worker.publish(id, "step", { step: 1 });
+      await worker.update(id, { status: "done", finishedAt: Date.now() });
+      const done = await worker.publish(id, "done", {});
+      await worker.complete(job!);
+      const events = await bounded(reader.rest(), 10_000, "the stream resumed beyond its end");
+      assert.deepEqual(events.map((e) => [e.event, e.id]), [["step", step.id], ["done", done.id]]);
+
+      const after = `${BigInt(done.id.split("-")[0]) + 3_600_000n}-0`;
+      const ended = await bounded(
+        fetch(`${api.url}/v1/generations/${id}/events`, { headers: { "Last-Event-ID": after } }),
+        5000,
+        "the finished job's answer",
+      );
+      assert.equal(ended.status, 204);
+    } finally {
+      await worker.close();
+    }
   },
 );
