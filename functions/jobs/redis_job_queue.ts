@@ -24,8 +24,10 @@
  *   job goes to the back of the queue (a stream cannot insert at its front). It publishes `queued`
  *   {position}; a release does not count as an attempt.
  * - **Events** live in a stream per job whose entry ids (`1732530000000-0`) are the event ids, so
- *   `Last-Event-ID` resumes on any instance; `events` = XRANGE after the id, then XREAD BLOCK,
- *   ending after a terminal event, when the job expires, or when the signal aborts.
+ *   `Last-Event-ID` resumes on any instance; `events` = XRANGE after the id, then the live ones
+ *   through the instance's one shared reader (`redis_event_reader.ts`: one XREAD BLOCK over the
+ *   streams of every open `events`), ending after a terminal event, when the job expires, or when
+ *   the signal aborts. An id beyond the newest event is taken as the end.
  * - **Expiry.** All keys of a job expire together: 24 h (`aliveTtlMs`) after its last write while
  *   it has not ended, `retentionMs` after it ended (terminal status or event). The image is
  *   deleted as soon as the job ends. Clips above `maxVideoBytes` (default 64 MiB) are refused.
@@ -34,9 +36,10 @@
  *   `ready()` answers false, and the client reconnects by itself when Redis is back. A connection
  *   that stops answering without closing (a failover, a dropped NAT entry) is replaced after its
  *   first timeout.
- * - **Connections.** One for commands, plus one per `take` or `events` while it waits in a
- *   blocking read (up to 8 idle ones are kept). Call `take` once at a time per worker name (the
- *   worker loop's slots have distinct names). `close()` leaves jobs alone — unlike the embedded
+ * - **Connections.** One for commands, one for the shared event reader (however many `events`
+ *   are open), plus one per `take` while it waits in a blocking read (up to 8 idle ones are
+ *   kept). Call `take` once at a time per worker name (the worker loop's slots have distinct
+ *   names). `close()` leaves jobs alone — unlike the embedded
  *   queue it cancels nothing, since other instances carry on with them.
  *
  * @example
@@ -87,6 +90,7 @@ import {
   toBuffer,
 } from "./redis_codec.ts";
 import { ABORTED, AS_BUFFERS, type CommandOptions, RedisConnection } from "./redis_connection.ts";
+import { RedisEventReader } from "./redis_event_reader.ts";
 import { type JobKeys, type RedisLayout, redisLayout } from "./redis_layout.ts";
 import { scriptArguments, type ScriptContext, type ScriptName, SCRIPTS } from "./redis_scripts.ts";
 
@@ -150,6 +154,8 @@ export class RedisJobQueue implements JobQueue {
   /** Random per instance: consumers are `<worker>@<instance>`. */
   readonly #instance = crypto.randomUUID().slice(0, 8);
   readonly #closing = new AbortController();
+  /** Waits for the live events of every `events()` of this instance, on one connection. */
+  readonly #reader: RedisEventReader;
   /** Jobs taken here and not yet completed or released, by job id. */
   readonly #held = new Map<string, Held>();
   /** Consumers in `take` now, with how many calls. */
@@ -172,6 +178,11 @@ export class RedisJobQueue implements JobQueue {
       retentionMs: resolved.retentionMs,
       maxAttempts: resolved.maxAttempts,
     };
+    this.#reader = new RedisEventReader({
+      connection: this.#redis,
+      wakeKey: this.#layout.reader(this.#instance),
+      blockMs: resolved.blockMs,
+    });
   }
 
   /**
@@ -334,14 +345,7 @@ export class RedisJobQueue implements JobQueue {
     let last = afterId !== undefined && isStreamId(afterId) ? afterId : "0-0";
     // Stored events, a page at a time.
     for (;;) {
-      const page = await this.#send([
-        "XRANGE",
-        keys.events,
-        `(${last}`,
-        "+",
-        "COUNT",
-        String(EVENT_PAGE),
-      ]) as StreamEntry[];
+      const page = await this.#eventsAfter(keys, last);
       for (const entry of page) {
         const event = decodeEvent(entry);
         last = event.id;
@@ -364,26 +368,27 @@ export class RedisJobQueue implements JobQueue {
     // An id beyond the newest event (stale or crafted) resumes from the end: the events that
     // follow are sent (a read after the future id would wait until the job expired).
     if (newest[0] && compareStreamIds(last, newest[0][0]) > 0) last = newest[0][0];
-    // Live ones.
-    while (!stop.aborted) {
-      // deno-fmt-ignore
-      const reply = await this.#blocking([
-        "XREAD", "COUNT", String(EVENT_PAGE), "BLOCK", String(this.#options.blockMs),
-        "STREAMS", keys.events, last,
-      ], stop);
-      if (reply === ABORTED) return;
-      const entries = (reply as StreamReply | null)?.[0]?.[1];
-      if (!entries) {
-        if (await this.#send(["EXISTS", keys.record]) === 0) return; // expired
-        continue;
-      }
-      for (const entry of entries) {
-        const event = decodeEvent(entry);
-        last = event.id;
-        yield event;
-        if (isTerminalEvent(event.type)) return;
+    // Live ones, through the instance's one shared reader.
+    const subscription = this.#reader.subscribe(keys.events, last);
+    try {
+      while (!stop.aborted) {
+        const next = await subscription.next(last, this.#options.blockMs, stop);
         if (stop.aborted) return;
+        if (next === undefined) {
+          if (await this.#send(["EXISTS", keys.record]) === 0) return; // expired
+          continue;
+        }
+        const entries = next === "behind" ? await this.#eventsAfter(keys, last) : next;
+        for (const entry of entries) {
+          const event = decodeEvent(entry);
+          last = event.id;
+          yield event;
+          if (isTerminalEvent(event.type)) return;
+          if (stop.aborted) return;
+        }
       }
+    } finally {
+      subscription.close();
     }
   }
 
@@ -443,9 +448,11 @@ export class RedisJobQueue implements JobQueue {
   async close(): Promise<void> {
     if (this.#redis.closed) return;
     this.#closing.abort(new Error("the Redis job queue is closing"));
+    this.#reader.close();
     clearInterval(this.#beat);
     const beats = [...this.#workers.keys()].map((consumer) => this.#layout.worker(consumer));
-    if (beats.length > 0) await this.#redis.tryToSend(["DEL", ...beats], 1000);
+    const wake = this.#layout.reader(this.#instance);
+    await this.#redis.tryToSend(["DEL", wake, ...beats], 1000);
     this.#redis.close();
   }
 
@@ -457,6 +464,14 @@ export class RedisJobQueue implements JobQueue {
    */
   #keys(id: string): JobKeys | undefined {
     return isJobId(id) ? this.#layout.job(id) : undefined;
+  }
+
+  /** Up to a page of the stored events after `last`. */
+  async #eventsAfter(keys: JobKeys, last: string): Promise<StreamEntry[]> {
+    // deno-fmt-ignore
+    return await this.#send([
+      "XRANGE", keys.events, `(${last}`, "+", "COUNT", String(EVENT_PAGE),
+    ]) as StreamEntry[];
   }
 
   /** One command (see `RedisConnection.send`). */

@@ -20,6 +20,8 @@
  * <p>:worker:<consumer>   STRING  heartbeat of one consumer, PX heartbeatTtlMs, refreshed while
  *                                 its instance lives; a pending entry whose consumer has no
  *                                 heartbeat is reclaimed by another worker
+ * <p>:reader:<instance>   STREAM  MAXLEN 1: XADDed to wake the instance's shared event reader
+ *                                 (a new SSE stream joins its XREAD); expires an hour after use
  * ```
  *
  * Expiry: the keys of a job share one PEXPIREAT — now + the alive TTL while the job runs (pushed
@@ -56,6 +58,8 @@ export interface RedisLayout {
   job(id: string): JobKeys;
   /** The heartbeat key of a consumer. */
   worker(consumer: string): string;
+  /** The wake stream of an instance's shared event reader. */
+  reader(instance: string): string;
 }
 
 /**
@@ -88,6 +92,7 @@ export function redisLayout(prefix: string): RedisLayout {
       };
     },
     worker: (consumer) => workerPrefix + consumer,
+    reader: (instance) => `${prefix}:reader:${instance}`,
   };
 }
 

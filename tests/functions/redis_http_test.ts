@@ -23,6 +23,8 @@ import { inputPng, SMALL, upload } from "./_service.ts";
 import { SseReader } from "./_sse_client.ts";
 
 const REQUEST = jobRequest({ numFrames: 2, decodingT: 2, width: 64 });
+/** Bytes, not a real image: the queue stores what it gets. */
+const IMAGE = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0, 1, 2]);
 
 /** Timings for a test; generous timeouts for a loaded 2-core machine. */
 const OPTIONS = {
@@ -125,7 +127,7 @@ redisTest(
     await using api = await serveApi(server, { blockMs: 2000 });
     const worker = await RedisJobQueue.connect({ url: server.url, ...OPTIONS });
     try {
-      const { id } = await api.queue.submit(REQUEST, new Uint8Array([1]));
+      const { id } = await api.queue.submit(REQUEST, IMAGE);
       const job = await worker.take("gpu", AbortSignal.timeout(5000));
       const started = await worker.publish(id, "started", {});
       const beyond = `${BigInt(started.id.split("-")[0]) + 3_600_000n}-0`;
@@ -151,6 +153,91 @@ redisTest(
       );
       assert.equal(ended.status, 204);
     } finally {
+      await worker.close();
+    }
+  },
+);
+
+/** Connections Redis has open now (`CLIENT LIST`), the inspector's own included. */
+async function connections(inspector: ReturnType<typeof createClient>): Promise<number> {
+  const list = await inspector.sendCommand(["CLIENT", "LIST"]) as string;
+  return list.trim().split("\n").length;
+}
+
+redisTest(
+  "100 open event streams share one Redis reader: a handful of connections, and each gets its events",
+  async () => {
+    await using server = await RedisServer.start();
+    await using api = await serveApi(server);
+    const worker = await RedisJobQueue.connect({ url: server.url, ...OPTIONS });
+    const inspector = createClient({ url: server.url });
+    inspector.on("error", () => {});
+    await inspector.connect();
+    const streams: SseReader[] = [];
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 100; i++) ids.push((await api.queue.submit(REQUEST, IMAGE)).id);
+      const before = await connections(inspector);
+      for (const id of ids) {
+        const response = await fetch(`${api.url}/v1/generations/${id}/events`);
+        assert.equal(response.status, 200);
+        streams.push(new SseReader(response));
+      }
+      for (const stream of streams) assert.equal((await stream.next())?.event, "queued");
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // every stream waits for more now
+      const open = await connections(inspector);
+      console.log(`100 streams: ${before} connections before, ${open} with them open`);
+    assert.ok(open - before <= 2, `100 streams opened ${open - before} Redis connections`);
+
+      // Each stream gets its own job's next events, then ends.
+      for (const id of ids) {
+        await worker.publish(id, "started", { id });
+        await worker.publish(id, "cancelled", {});
+      }
+      const all = await bounded(
+        Promise.all(streams.map((stream) => stream.rest())),
+        30_000,
+        "100 streams to end",
+      );
+      all.forEach((events, i) => {
+        assert.deepEqual(events.map((e) => e.event), ["queued", "started", "cancelled"]);
+        assert.equal(events[1].data.id, ids[i], "its own job's event");
+      });
+      assert.ok((await connections(inspector)) - before <= 2);
+    } finally {
+      await Promise.all(streams.map((stream) => stream.cancel()));
+      await worker.close();
+      inspector.destroy();
+    }
+  },
+);
+
+redisTest(
+  "a new event stream joins the shared read at once, not after the read's block time",
+  async () => {
+    await using server = await RedisServer.start();
+    // A minute-long block: a stream that had to wait for it would miss the bound below.
+    await using api = await serveApi(server, { blockMs: 60_000 });
+    const worker = await RedisJobQueue.connect({ url: server.url, ...OPTIONS });
+    const streams: SseReader[] = [];
+    try {
+      const first = await api.queue.submit(REQUEST, IMAGE);
+      const second = await api.queue.submit(REQUEST, IMAGE);
+      const open = async (id: string) => {
+        const stream = new SseReader(await fetch(`${api.url}/v1/generations/${id}/events`));
+        streams.push(stream);
+        assert.equal((await stream.next())?.event, "queued");
+        return stream;
+      };
+      await open(first.id);
+      await new Promise((resolve) => setTimeout(resolve, 500)); // the reader blocks on the first now
+      const joined = await open(second.id);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await worker.publish(second.id, "started", {});
+      const started = await bounded(joined.next(), 20_000, "the joined stream's next event");
+      assert.equal(started?.event, "started");
+    } finally {
+      await Promise.all(streams.map((stream) => stream.cancel()));
       await worker.close();
     }
   },

@@ -424,3 +424,40 @@ redisTest("an aborted take or event stream returns at once, and loses no job", a
     await closeAll(queue, other);
   }
 });
+
+redisTest(
+  "readers of one job at different positions each get every event after their own, once",
+  async () => {
+    await using server = await RedisServer.start();
+    const api = await connect(server, { blockMs: 2000 });
+    const worker = await connect(server);
+    try {
+      const { id } = await api.submit(REQUEST, IMAGE);
+      const early = await worker.publish(id, "started", {});
+      const published = [early];
+      for (let step = 1; step <= 3; step++) {
+        published.push(
+          await worker.publish(id, "step", { step }),
+        );
+      }
+      const from = [undefined, early.id, published[2].id, published[3].id];
+      const readers = from.map((after) =>
+        collect(api.events(id, after, AbortSignal.timeout(30_000)))
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300)); // all waiting on one read now
+      // More than a read's batch, so that some readers fall behind the shared read.
+      for (let step = 4; step <= 80; step++) {
+        published.push(await worker.publish(id, "step", { step }));
+      }
+      published.push(await worker.publish(id, "done", {}));
+      const got = await bounded(Promise.all(readers), 20_000, "the four readers");
+      const ids = published.map((e) => e.id);
+      assert.deepEqual(got[0].map((e) => e.id).slice(1), ids, "from the start");
+      assert.deepEqual(got[1].map((e) => e.id), ids.slice(1), "after started");
+      assert.deepEqual(got[2].map((e) => e.id), ids.slice(3), "after step 2");
+      assert.deepEqual(got[3].map((e) => e.id), ids.slice(4), "after step 3");
+    } finally {
+      await closeAll(api, worker);
+    }
+  },
+);
