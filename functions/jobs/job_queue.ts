@@ -80,6 +80,25 @@ export function isTerminalEvent(type: JobEventType): boolean {
   return type === "done" || type === "error" || type === "cancelled";
 }
 
+/**
+ * Code of the `error` event that ends the stream of a job whose data vanished from the store
+ * before it ended (a shared store can lose keys: evicted, flushed, restarted without its data).
+ */
+export const JOB_LOST = "job_lost";
+
+/** The data of the `error` event {@linkcode JOB_LOST}. */
+export const JOB_LOST_ERROR: Readonly<{ code: string; message: string }> = {
+  code: JOB_LOST,
+  message: "This generation's data is gone from the job store (evicted, flushed, or the store " +
+    "restarted without its data); it will not finish. Submit it again.",
+};
+
+/**
+ * What the worker running a job polls ({@linkcode JobQueue.check}): go on (`run`), stop because
+ * cancellation was asked for (`cancel`), or stop because the job is gone from the store (`lost`).
+ */
+export type JobCheck = "run" | "cancel" | "lost";
+
 /** What the store knows of a job (the status JSON is built from it). */
 export interface JobRecord {
   readonly id: string;
@@ -175,7 +194,10 @@ export interface JobQueue {
    * an event id of this queue): first the stored ones, then live ones, ending after a terminal
    * event or when `signal` aborts. An `afterId` beyond the newest event (stale or crafted) is
    * taken as the end: a finished job's stream ends at once, a running job's goes on with the
-   * events that follow.
+   * events that follow. A job that vanishes from the store before it ended ends its stream with
+   * an `error` event {@linkcode JOB_LOST_ERROR} (not stored: its id follows the last one); so does
+   * a stream resumed (`afterId` given) on a job the store no longer has. An unknown job without
+   * `afterId` has no events.
    */
   events(id: string, afterId: string | undefined, signal: AbortSignal): AsyncIterable<JobEvent>;
   /**
@@ -186,6 +208,11 @@ export interface JobQueue {
   requestCancel(id: string): Promise<JobRecord | undefined>;
   /** True once cancellation of the job was asked for. */
   cancelRequested(id: string): Promise<boolean>;
+  /**
+   * What the worker running job `id` polls between steps: `cancel` once cancellation was asked
+   * for, `lost` once the job is gone from the store, otherwise `run`.
+   */
+  check(id: string): Promise<JobCheck>;
   /** Stores the finished clip (kept for the retention time). */
   putVideo(id: string, video: StoredVideo): Promise<void>;
   /** The finished clip, undefined when absent or expired. */

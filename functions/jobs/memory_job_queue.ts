@@ -21,6 +21,8 @@ import {
   type ClaimedJob,
   isTerminal,
   isTerminalEvent,
+  JOB_LOST_ERROR,
+  type JobCheck,
   type JobEvent,
   type JobEventType,
   type JobPatch,
@@ -194,8 +196,15 @@ export class MemoryJobQueue implements JobQueue {
     signal: AbortSignal,
   ): AsyncGenerator<JobEvent> {
     const entry = this.#jobs.get(id);
-    if (!entry) return;
     const after = Number(afterId);
+    if (!entry) {
+      // A resumed stream whose job is gone (expired); an unknown job has no events.
+      if (afterId !== undefined) {
+        const next = Number.isInteger(after) && after > 0 ? after + 1 : 1;
+        yield { id: String(next), type: "error", data: JOB_LOST_ERROR };
+      }
+      return;
+    }
     // Ids are 1-based sequence numbers: the event with id n is at index n - 1. An id beyond the
     // newest event (stale or crafted) resumes from the end: the events that follow are sent.
     let next = afterId !== undefined && Number.isInteger(after) && after > 0
@@ -237,6 +246,11 @@ export class MemoryJobQueue implements JobQueue {
 
   cancelRequested(id: string): Promise<boolean> {
     return Promise.resolve(this.#jobs.get(id)?.cancelRequested ?? false);
+  }
+
+  check(id: string): Promise<JobCheck> {
+    const entry = this.#jobs.get(id);
+    return Promise.resolve(!entry ? "lost" : entry.cancelRequested ? "cancel" : "run");
   }
 
   putVideo(id: string, video: StoredVideo): Promise<void> {

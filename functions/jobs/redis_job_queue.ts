@@ -62,6 +62,8 @@ import {
   type ClaimedJob,
   isJobId,
   isTerminalEvent,
+  JOB_LOST_ERROR,
+  type JobCheck,
   type JobEvent,
   type JobEventType,
   type JobPatch,
@@ -340,9 +342,14 @@ export class RedisJobQueue implements JobQueue {
     const keys = this.#keys(id);
     if (!keys) return;
     const stop = AbortSignal.any([signal, this.#closing.signal]);
-    if (stop.aborted || await this.#send(["EXISTS", keys.record]) === 0) return;
+    if (stop.aborted) return;
     // An id that is not a stream id (another queue's, garbage) replays from the start.
     let last = afterId !== undefined && isStreamId(afterId) ? afterId : "0-0";
+    if (await this.#send(["EXISTS", keys.record]) === 0) {
+      // Resumed on a job that is gone (vanished while its stream was read); unknown: nothing.
+      if (afterId !== undefined) yield lostEvent(last);
+      return;
+    }
     // Stored events, a page at a time.
     for (;;) {
       const page = await this.#eventsAfter(keys, last);
@@ -364,10 +371,14 @@ export class RedisJobQueue implements JobQueue {
       "COUNT",
       "1",
     ]) as StreamEntry[];
-    if (newest[0] && isTerminalEvent(decodeEvent(newest[0]).type)) return;
+    if (!newest[0] || await this.#vanished(keys)) {
+      yield lostEvent(last);
+      return;
+    }
+    if (isTerminalEvent(decodeEvent(newest[0]).type)) return;
     // An id beyond the newest event (stale or crafted) resumes from the end: the events that
     // follow are sent (a read after the future id would wait until the job expired).
-    if (newest[0] && compareStreamIds(last, newest[0][0]) > 0) last = newest[0][0];
+    if (compareStreamIds(last, newest[0][0]) > 0) last = newest[0][0];
     // Live ones, through the instance's one shared reader.
     const subscription = this.#reader.subscribe(keys.events, last);
     try {
@@ -375,7 +386,11 @@ export class RedisJobQueue implements JobQueue {
         const next = await subscription.next(last, this.#options.blockMs, stop);
         if (stop.aborted) return;
         if (next === undefined) {
-          if (await this.#send(["EXISTS", keys.record]) === 0) return; // expired
+          // Nothing for a while: the job's keys may have vanished (evicted, flushed).
+          if (await this.#vanished(keys)) {
+            yield lostEvent(last);
+            return;
+          }
           continue;
         }
         const entries = next === "behind" ? await this.#eventsAfter(keys, last) : next;
@@ -396,6 +411,11 @@ export class RedisJobQueue implements JobQueue {
     if (!isJobId(id)) return undefined;
     const known = await this.#eval("cancel", [id, String(this.#options.now())]);
     return known === 1 ? await this.get(id) : undefined;
+  }
+
+  async check(id: string): Promise<JobCheck> {
+    if (!isJobId(id)) return "lost";
+    return await this.#eval("check", [id]) as JobCheck;
   }
 
   async cancelRequested(id: string): Promise<boolean> {
@@ -464,6 +484,11 @@ export class RedisJobQueue implements JobQueue {
    */
   #keys(id: string): JobKeys | undefined {
     return isJobId(id) ? this.#layout.job(id) : undefined;
+  }
+
+  /** True when the job's record or its events stream is gone (a job always has both). */
+  async #vanished(keys: JobKeys): Promise<boolean> {
+    return await this.#send(["EXISTS", keys.record, keys.events]) as number < 2;
   }
 
   /** Up to a page of the stored events after `last`. */
@@ -545,6 +570,15 @@ export class RedisJobQueue implements JobQueue {
       this.#send(["DEL", this.#layout.worker(consumer)]).catch(() => {});
     }
   }
+}
+
+/**
+ * The `error` event that ends the stream of a job gone from Redis. It is not stored (there is no
+ * job to store it in); its id follows `last`, so that a client resuming after it is told 404.
+ */
+function lostEvent(last: string): JobEvent {
+  const [ms, seq] = last.split("-").map(BigInt);
+  return { id: `${ms}-${seq + 1n}`, type: "error", data: JOB_LOST_ERROR };
 }
 
 function resolveOptions(options: RedisJobQueueOptions): Resolved {

@@ -283,6 +283,13 @@ else
 end
 return 1`,
 
+  /** id → 'run' | 'cancel' | 'lost' (the record or the events stream is gone) */
+  check: `
+local k = job_keys(JOB_PREFIX, ARGV[A + 1])
+if redis.call('EXISTS', k.record, k.events) < 2 then return 'lost' end
+if redis.call('EXISTS', k.cancel) == 1 then return 'cancel' end
+return 'run'`,
+
   /** id, bytes, contentType, format → 1 | 0 (unknown job) */
   putVideo: `
 local k = job_keys(JOB_PREFIX, ARGV[A + 1])

@@ -5,15 +5,17 @@
  * `done` {video_url, format, bytes, seed, timings}, `error` {code, message} or `cancelled` {}.
  *
  * Cancellation is asked for through the queue (`DELETE`, a streaming client leaving, another
- * instance): the loop polls `queue.cancelRequested` and checks it at every step and decode chunk,
- * and aborts the job's `AbortSignal`, which the pipeline honours between steps, between decode
- * chunks and during the encode. Whatever goes wrong — a bad image found while decoding, a dead
+ * instance): the loop polls `queue.check` and checks it at every step and decode chunk, and aborts
+ * the job's `AbortSignal`, which the pipeline honours between steps, between decode chunks and
+ * during the encode. The same poll tells it when the job is gone from a shared store (evicted,
+ * flushed): the job is given up the same way, with nothing left to publish to. Whatever goes wrong — a bad image found while decoding, a dead
  * inference worker, ffmpeg failing, the store failing — the job ends with a terminal event and the
  * loop takes the next one: no job is left hanging.
  *
  * Each transition is one log line (`getLog("job")`): `job_started` (worker, attempt, time queued,
  * frames, steps, size), then `job_done` (timings), `job_failed` (code and the error), or
- * `job_cancelled`; `job_released` when a draining worker hands a job back.
+ * `job_cancelled`; `job_released` when a draining worker hands a job back; `job_lost` when the
+ * job vanished from the store.
  *
  * @example
  * ```ts
@@ -41,6 +43,7 @@ import { errorMessage, formatDuration, getLog, type Log } from "../logging.ts";
 import {
   type ClaimedJob,
   isTerminal,
+  type JobCheck,
   type JobEventType,
   type JobQueue,
   type JobStatus,
@@ -185,12 +188,17 @@ export class WorkerLoop {
         })
       );
     };
-    const checkCancel = () => {
-      queue.cancelRequested(id).then(
-        (requested) => requested && controller.abort(new Error("cancellation requested")),
-        () => {},
-      );
+    /** Set when the job vanished from the store: it is given up, with nothing left to record. */
+    let lost = false;
+    const stopIf = (check: JobCheck) => {
+      if (check === "cancel") controller.abort(new Error("cancellation requested"));
+      if (check === "lost" && !controller.signal.aborted) {
+        lost = true;
+        controller.abort(new Error("the job is gone from the job store"));
+      }
     };
+    // A store that fails for a moment stops nothing: the next poll asks again.
+    const checkCancel = () => void queue.check(id).then(stopIf, () => {});
 
     if (isTerminal(job.record.status)) { // cancelled while queued (a shared store's race)
       await queue.complete(job).catch(() => {});
@@ -199,7 +207,7 @@ export class WorkerLoop {
     this.#inFlight.set(id, controller);
     const poll = setInterval(checkCancel, this.#options.cancelPollMs ?? 250);
     try {
-      if (await queue.cancelRequested(id)) controller.abort(new Error("cancelled before start"));
+      stopIf(await queue.check(id));
       const startedAt = Date.now();
       await queue.update(id, { status: "running", startedAt, worker });
       const p = request.params;
@@ -266,6 +274,16 @@ export class WorkerLoop {
       await published;
       if (this.#releasing.has(id)) {
         outcome = "released"; // handed back in `finally`: no terminal event
+      } else if (lost) {
+        // Its record and events are gone (evicted, flushed): nothing to publish to. Its readers
+        // get an `error` event job_lost from the queue.
+        this.#log.error(`job ${id} is gone from the job store ${progress}; it was given up`, {
+          event: "job_lost",
+          generation: id,
+          worker,
+          at: progress,
+          running_ms: Math.round(performance.now() - started),
+        });
       } else if (error instanceof GenerationCancelledError || controller.signal.aborted) {
         outcome = "cancelled";
         const reason = errorMessage(controller.signal.reason ?? error);

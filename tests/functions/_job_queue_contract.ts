@@ -376,6 +376,33 @@ export function jobQueueContract(target: ContractTarget): void {
     assert.deepEqual(events.map((e) => e.type), ["queued"]);
   });
 
+  test("check() tells a running job's worker to run, to cancel, or that the job is lost", async (store) => {
+    const queue = await store.queue();
+    const { id } = await queue.submit(REQUEST, IMAGE);
+    const job = await queue.take("gpu", AbortSignal.timeout(3000));
+    assert.equal(job?.record.id, id);
+    assert.equal(await queue.check(id), "run");
+    await queue.requestCancel(id);
+    assert.equal(await queue.check(id), "cancel");
+    assert.equal(await queue.check(crypto.randomUUID()), "lost", "a job the store does not have");
+    assert.equal(await queue.check(`${id}:events`), "lost", "not a job id");
+  });
+
+  test("events() resumed on a job the store does not have end with an error event job_lost", async (store) => {
+    const queue = await store.queue();
+    const { id } = await queue.submit(REQUEST, IMAGE);
+    const [queued] = await collect(queue.events(id, undefined, AbortSignal.timeout(300)));
+    const gone = crypto.randomUUID();
+    const events = await bounded(
+      collect(queue.events(gone, queued.id, AbortSignal.timeout(30_000))),
+      5000,
+      "the stream of a job that is gone",
+    );
+    assert.deepEqual(events.map((e) => [e.type, e.data.code]), [["error", "job_lost"]]);
+    assert.notEqual(events[0].id, queued.id);
+    assert.deepEqual(await collect(queue.events(gone, undefined, AbortSignal.timeout(300))), []);
+  });
+
   test("close() ends a waiting take and a live stream, then refuses work", async (store) => {
     const queue = await store.queue();
     const { id } = await queue.submit(REQUEST, IMAGE);

@@ -187,7 +187,7 @@ redisTest(
       await new Promise((resolve) => setTimeout(resolve, 1000)); // every stream waits for more now
       const open = await connections(inspector);
       console.log(`100 streams: ${before} connections before, ${open} with them open`);
-    assert.ok(open - before <= 2, `100 streams opened ${open - before} Redis connections`);
+      assert.ok(open - before <= 2, `100 streams opened ${open - before} Redis connections`);
 
       // Each stream gets its own job's next events, then ends.
       for (const id of ids) {
