@@ -127,6 +127,18 @@ export type JobPatch = Partial<
   Pick<JobRecord, "status" | "startedAt" | "finishedAt" | "error" | "video" | "worker">
 >;
 
+/** How a job ended, as {@linkcode JobQueue.finish} records it. */
+export interface JobEnding {
+  /** The terminal status; also the type of the terminal event. */
+  readonly status: Extract<JobStatus, "done" | "error" | "cancelled">;
+  /** The terminal event's data. */
+  readonly data: Readonly<Record<string, unknown>>;
+  /** Record fields set with the status (`finishedAt`, and `error` or `video`). */
+  readonly patch: JobPatch;
+  /** The clip of a `done` job. */
+  readonly video?: StoredVideo;
+}
+
 /** A job taken by a worker, with the uploaded image. */
 export interface ClaimedJob {
   readonly record: JobRecord;
@@ -183,6 +195,19 @@ export interface JobQueue {
   take(worker: string, signal: AbortSignal): Promise<ClaimedJob | undefined>;
   /** Acknowledges a job the worker finished (after its terminal event is published). */
   complete(job: ClaimedJob): Promise<void>;
+  /**
+   * Records the end of a job the caller took, in one step: the clip (if any), the record's status
+   * and fields, the terminal event, and the acknowledgement (as `complete`).
+   *
+   * @returns `finished`; or `dropped` when the job is no longer the caller's to end (another
+   *   worker took it over for lost, it ended otherwise, or it is gone from the store): nothing was
+   *   written.
+   * @throws {StoreUnavailableError} when the store cannot be reached: all of it was written or
+   *   none of it, calling again is safe, and the job stays the caller's meanwhile (a Redis worker
+   *   keeps heartbeating for it).
+   * @throws {RangeError} for a clip the store refuses (too large): nothing was written.
+   */
+  finish(job: ClaimedJob, ending: JobEnding): Promise<"finished" | "dropped">;
   /** Hands an unfinished job back to the queue (worker shutdown), to be run again from the start. */
   release(job: ClaimedJob): Promise<void>;
   /** Updates the job's record. */

@@ -23,6 +23,7 @@ import {
   isTerminalEvent,
   JOB_LOST_ERROR,
   type JobCheck,
+  type JobEnding,
   type JobEvent,
   type JobEventType,
   type JobPatch,
@@ -156,6 +157,19 @@ export class MemoryJobQueue implements JobQueue {
     const entry = this.#jobs.get(id);
     if (entry) entry.image = undefined;
     return Promise.resolve();
+  }
+
+  finish(job: ClaimedJob, ending: JobEnding): Promise<"finished" | "dropped"> {
+    const id = job.record.id;
+    const mine = this.#claimed.delete(id);
+    const entry = this.#jobs.get(id);
+    if (!entry || !mine || isTerminal(entry.record.status)) return Promise.resolve("dropped");
+    entry.record = patched(entry.record, { ...ending.patch, status: ending.status });
+    if (ending.video) entry.video = ending.video;
+    entry.image = undefined;
+    this.#append(id, ending.status, { ...ending.data });
+    this.#scheduleExpiry(id, entry);
+    return Promise.resolve("finished");
   }
 
   release(job: ClaimedJob): Promise<void> {

@@ -20,6 +20,14 @@
  *   job that had started publishes `queued` {position: 1, reason: "worker_lost"} and runs again
  *   from the start; once `maxAttempts` runs lost their worker it ends with `error`
  *   {code: "worker_lost"} instead.
+ * - **finish** records a job's end in one script — the clip, the record, the terminal event, the
+ *   XACK + XDEL — fenced by the pending entry: only the consumer that holds it writes, so a
+ *   worker taken for lost (and its job reclaimed) can never overwrite the new run. While Redis is
+ *   unreachable it throws and the job stays held and heartbeated; the worker loop retries. After
+ *   Redis (re)starts, nothing is reclaimed for max(`claimIdleMs`, `heartbeatTtlMs`): nobody
+ *   could heartbeat while it was down, and a failed heartbeat is retried every 250 ms.
+ * - **check** (the worker's poll) answers `lost` once the job's record or events stream is gone
+ *   (evicted, flushed); `events` then ends with an `error` event {code: "job_lost"}.
  * - **release** XACKs + XDELs the entry and XADDs a new one: unlike the embedded queue, a released
  *   job goes to the back of the queue (a stream cannot insert at its front). It publishes `queued`
  *   {position}; a release does not count as an attempt.
@@ -64,6 +72,7 @@ import {
   isTerminalEvent,
   JOB_LOST_ERROR,
   type JobCheck,
+  type JobEnding,
   type JobEvent,
   type JobEventType,
   type JobPatch,
@@ -137,6 +146,8 @@ type Resolved = Required<Omit<RedisJobQueueOptions, "prefix" | "group">>;
 
 /** Consumer that owns deliveries no `take` received (an aborted read): reclaimable at once. */
 const ORPHANED = "(orphaned)";
+/** Wait before a failed heartbeat is sent again, in ms. */
+const BEAT_RETRY_MS = 250;
 /** Events read per XRANGE / XREAD. */
 const EVENT_PAGE = 100;
 
@@ -165,6 +176,7 @@ export class RedisJobQueue implements JobQueue {
   /** Worker name of each consumer that heartbeats. */
   readonly #workers = new Map<string, string>();
   #beat?: ReturnType<typeof setInterval>;
+  #beatRetry?: ReturnType<typeof setTimeout>;
 
   private constructor(options: RedisJobQueueOptions, resolved: Resolved) {
     this.#options = resolved;
@@ -257,6 +269,8 @@ export class RedisJobQueue implements JobQueue {
             consumer,
             worker,
             String(this.#options.claimIdleMs),
+            // After a Redis restart, time for every live worker to heartbeat again.
+            String(Math.max(this.#options.claimIdleMs, this.#options.heartbeatTtlMs)),
           ]) as [string, string] | null;
           if (found) {
             const job = await this.#claimed(found[0], found[1], consumer);
@@ -304,6 +318,28 @@ export class RedisJobQueue implements JobQueue {
       this.#held.delete(id);
       this.#stopBeatingIfIdle(held.consumer);
     }
+  }
+
+  async finish(job: ClaimedJob, ending: JobEnding): Promise<"finished" | "dropped"> {
+    const id = job.record.id;
+    const held = this.#held.get(id);
+    if (!held) return "dropped";
+    const video = ending.video;
+    if (video) this.#checkVideoSize(id, video);
+    const outcome = await this.#eval("finish", [
+      held.entry,
+      held.consumer,
+      job.record.worker ?? "",
+      id,
+      ending.status,
+      encodeEventData(ending.data),
+      ...(video ? ["1", ...encodeVideo(video)] : ["0", "", "", ""]),
+      ...encodePatch(ending.patch),
+    ]);
+    // Failed above (Redis unreachable): the job stays held, and heartbeated, for the next try.
+    this.#held.delete(id);
+    this.#stopBeatingIfIdle(held.consumer);
+    return outcome === "ok" || outcome === "ended" ? "finished" : "dropped";
   }
 
   async release(job: ClaimedJob): Promise<void> {
@@ -425,13 +461,7 @@ export class RedisJobQueue implements JobQueue {
 
   async putVideo(id: string, video: StoredVideo): Promise<void> {
     if (!isJobId(id)) return;
-    const limit = this.#options.maxVideoBytes;
-    if (video.bytes.length > limit) {
-      throw new RangeError(
-        `Cannot store the video of job "${id}": ${video.bytes.length} bytes exceed the Redis ` +
-          `store's limit of ${limit} bytes (${(limit / 2 ** 20).toFixed(1)} MiB, maxVideoBytes)`,
-      );
-    }
+    this.#checkVideoSize(id, video);
     await this.#eval("putVideo", [id, ...encodeVideo(video)]);
   }
 
@@ -470,6 +500,7 @@ export class RedisJobQueue implements JobQueue {
     this.#closing.abort(new Error("the Redis job queue is closing"));
     this.#reader.close();
     clearInterval(this.#beat);
+    clearTimeout(this.#beatRetry);
     const beats = [...this.#workers.keys()].map((consumer) => this.#layout.worker(consumer));
     const wake = this.#layout.reader(this.#instance);
     await this.#redis.tryToSend(["DEL", wake, ...beats], 1000);
@@ -484,6 +515,17 @@ export class RedisJobQueue implements JobQueue {
    */
   #keys(id: string): JobKeys | undefined {
     return isJobId(id) ? this.#layout.job(id) : undefined;
+  }
+
+  /** @throws {RangeError} for a clip above `maxVideoBytes`. */
+  #checkVideoSize(id: string, video: StoredVideo): void {
+    const limit = this.#options.maxVideoBytes;
+    if (video.bytes.length > limit) {
+      throw new RangeError(
+        `Cannot store the video of job "${id}": ${video.bytes.length} bytes exceed the Redis ` +
+          `store's limit of ${limit} bytes (${(limit / 2 ** 20).toFixed(1)} MiB, maxVideoBytes)`,
+      );
+    }
   }
 
   /** True when the job's record or its events stream is gone (a job always has both). */
@@ -554,11 +596,29 @@ export class RedisJobQueue implements JobQueue {
 
   #startBeating(): void {
     if (this.#beat !== undefined) return;
-    this.#beat = setInterval(() => {
-      for (const [consumer, worker] of this.#workers) {
-        this.#sendBeat(consumer, worker).catch(() => {}); // Redis down: the next beat retries
-      }
-    }, Math.max(50, this.#options.heartbeatTtlMs / 3));
+    this.#beat = setInterval(
+      () => this.#beatAll(),
+      Math.max(50, this.#options.heartbeatTtlMs / 3),
+    );
+  }
+
+  #beatAll(): void {
+    for (const [consumer, worker] of this.#workers) {
+      this.#sendBeat(consumer, worker).catch(() => this.#beatSoon());
+    }
+  }
+
+  /**
+   * A beat failed (Redis down): beat again soon rather than at the next interval, so that a job
+   * held here (a finished job whose ending is being retried) shows its worker alive as soon as
+   * Redis is back.
+   */
+  #beatSoon(): void {
+    if (this.#beatRetry !== undefined || this.#redis.closed) return;
+    this.#beatRetry = setTimeout(() => {
+      this.#beatRetry = undefined;
+      if (this.#workers.size > 0) this.#beatAll();
+    }, BEAT_RETRY_MS);
   }
 
   /** A consumer heartbeats while it is in `take` or holds a job. */

@@ -121,3 +121,67 @@ redisTest(
     }
   },
 );
+
+redisTest(
+  "a Redis outage as a job finishes: its ending is retried until Redis is back, and the job is neither rerun nor lost",
+  async () => {
+    await using server = await RedisServer.start({ persistent: true });
+    const api = await connect(server);
+    const a = await connect(server); // finishes its job while Redis is away
+    const b = await connect(server); // would reclaim a job that looks lost
+    const logA = capturedLog();
+    const inner = fakeRunner({ bytes: 5000 });
+    // Longer than claimIdleMs and the heartbeat TTL: without its heartbeat the job looks lost.
+    const outageMs = 3000;
+    let outages = 0;
+    let stopped = false;
+    let back: Promise<void> | undefined;
+    const runA: VideoJobRunner = async (image, spec, context) => {
+      const result = await inner(image, spec, context);
+      if (outages++ === 0) {
+        await server.stop();
+        back = new Promise((resolve) => setTimeout(resolve, outageMs)).then(() => server.restart());
+        stopped = true;
+      }
+      return result;
+    };
+    const loopA = new WorkerLoop({ queue: a, slots: 1, run: runA, log: logA, name: "a" });
+    const loopB = new WorkerLoop({ queue: b, slots: 1, run: inner, log: capturedLog(), name: "b" });
+    try {
+      const { id } = await api.submit(jobRequest({ numSteps: 3 }), IMAGE);
+      loopA.start();
+      await waitFor(() => stopped, "the run to end and Redis to stop", 20_000);
+      loopB.start(); // waiting to take or reclaim while Redis is away
+      await bounded(back!, 20_000, "Redis to come back");
+      await waitFor(
+        async () => (await api.get(id).catch(() => undefined))?.status === "done",
+        "the job recorded done",
+        30_000,
+      );
+      // Long enough for a reclaim to have happened (claimIdleMs 300 ms, heartbeat TTL 1.5 s).
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+
+      const record = await api.get(id);
+      assert.equal(record?.status, "done");
+      assert.equal(record.attempts, 1, "run once");
+      assert.equal(record.worker, "a-0");
+      const events = await bounded(collect(api, id), 10_000, "the stream");
+      const types = events.map((e) => e.type);
+      assert.deepEqual(types.filter((t) => t === "started"), ["started"], JSON.stringify(types));
+      assert.equal(types.at(-1), "done");
+      assert.ok(!events.some((e) => e.data.reason === "worker_lost"), JSON.stringify(events));
+      const video = await api.getVideo(id);
+      assert.equal(video?.bytes.length, 5000);
+      assert.deepEqual(video.bytes.subarray(0, 4), Uint8Array.of(0, 1, 2, 3));
+      assert.deepEqual(await api.stats(), { queued: 0, running: 0 });
+      assert.ok(logA.lines.some((l) => l.event === "finish_retrying"), "the ending was retried");
+      assert.ok(logA.lines.some((l) => l.event === "job_done"));
+    } finally {
+      await Promise.all([
+        loopA.stop({ drainMs: 5000, cancelAfterMs: 0 }),
+        loopB.stop({ drainMs: 5000, cancelAfterMs: 0 }),
+      ]);
+      await Promise.all([api.close(), a.close(), b.close()]);
+    }
+  },
+);
