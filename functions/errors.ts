@@ -16,6 +16,7 @@
  * | `QueueFullError` | 429 + `Retry-After` | `queue_full` |
  * | `StoreUnavailableError` | 503 | `store_unavailable` |
  * | shutting down | 503 | `shutting_down` |
+ * | an `api` process without a usable published model (`model_unavailable_app.ts`) | 503 + `Retry-After` | `model_unavailable` |
  * | anything else | 500 | `internal_error` (message hidden, logged) |
  *
  * @module

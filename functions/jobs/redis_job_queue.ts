@@ -101,6 +101,11 @@ import {
   toBuffer,
 } from "./redis_codec.ts";
 import { ABORTED, AS_BUFFERS, type CommandOptions, RedisConnection } from "./redis_connection.ts";
+import {
+  decodePublishedModel,
+  encodePublishedModel,
+  type PublishedModel,
+} from "./published_model.ts";
 import { RedisEventReader } from "./redis_event_reader.ts";
 import { type JobKeys, type RedisLayout, redisLayout } from "./redis_layout.ts";
 import { scriptArguments, type ScriptContext, type ScriptName, SCRIPTS } from "./redis_scripts.ts";
@@ -472,6 +477,27 @@ export class RedisJobQueue implements JobQueue {
       typeMapping: AS_BUFFERS,
     }) as Buffer[];
     return decodeVideo(flat);
+  }
+
+  /**
+   * Publishes the model this worker serves, for the API processes (`published_model.ts`).
+   * `replace: false` stores it only when no model is published (a Redis that lost its data).
+   * @returns whether it was stored.
+   */
+  async publishModel(model: PublishedModel, options: { replace: boolean }): Promise<boolean> {
+    const args = ["SET", this.#layout.model, encodePublishedModel(model)];
+    return await this.#send(options.replace ? args : [...args, "NX"]) === "OK";
+  }
+
+  /**
+   * The model the workers published, undefined when none is.
+   * @throws {SyntaxError} or `ModelJsonError` for a stored value that is not a valid one.
+   */
+  async publishedModel(): Promise<PublishedModel | undefined> {
+    const text = await this.#send(["GET", this.#layout.model]) as string | null;
+    return text === null
+      ? undefined
+      : decodePublishedModel(text, `Redis key ${this.#layout.model}`);
   }
 
   async stats(): Promise<QueueStats> {
