@@ -244,8 +244,9 @@ export async function main(config: ServerConfig): Promise<void> {
     ? keepModelPublished(redis, {
       manifest: local!.manifest,
       decodingT: decoding!.sampling.decodingT,
-      decodingTSource: decoding!.line,
-      publisher: `${Deno.env.get("HOSTNAME") ?? "a host"} (pid ${Deno.pid})`,
+      decodingTSource: decoding!.source,
+      // HOSTNAME: the pod's name on Kubernetes.
+      publisher: [Deno.env.get("HOSTNAME"), `pid ${Deno.pid}`].filter(Boolean).join(" "),
       publishedAt: Date.now(),
     }, log)
     : undefined;
@@ -342,19 +343,18 @@ export async function main(config: ServerConfig): Promise<void> {
 async function decideDecodingT(
   config: ServerConfig,
   manifest: ModelManifest,
-): Promise<{ sampling: SamplingDefaults; line: string }> {
+): Promise<{ sampling: SamplingDefaults; source: string }> {
   const decoding = await serviceDecodingT({
     config: manifest.config,
     precision: manifest.precision,
     provider: config.provider,
     gpuMemoryGb: config.gpuMemoryGb,
   });
-  const line = `default decoding_t ${decoding.decodingT} (${decoding.source}${
-    decoding.note ? `: ${decoding.note}` : ""
-  })`;
+  const source = `${decoding.source}${decoding.note ? `: ${decoding.note}` : ""}`;
+  const line = `default decoding_t ${decoding.decodingT} (${source})`;
   if (decoding.fits === false) log.warning(line, { event: "decoding_t", ...decoding });
   else log.info(line, { event: "decoding_t", ...decoding });
-  return { sampling: { ...manifest.config.sampling, decodingT: decoding.decodingT }, line };
+  return { sampling: { ...manifest.config.sampling, decodingT: decoding.decodingT }, source };
 }
 
 /**
