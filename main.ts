@@ -7,10 +7,14 @@
  * what this process does (the HTTP handlers and the worker loop are the same code in every mode):
  *
  * - `all` (default): HTTP and worker, as above.
- * - `api`: the HTTP function only. It loads no model (it reads the model's `model.json` for its
- *   name and sampling defaults) and is ready when Redis answers.
+ * - `api`: the HTTP function only. It loads no model: it checks requests against the model the
+ *   workers publish to Redis (`functions/jobs/published_model.ts`: its `model.json` and the
+ *   default `decoding_t` the worker's GPU plan chose), and is ready once one is published and
+ *   Redis answers. With `MODEL_DIR` set too, the published model must agree with it (name and
+ *   sampling defaults), or the API serves nothing and says why.
  * - `worker`: `SLOTS` worker slots taking jobs from Redis; it serves only `/healthz`, `/readyz`
- *   (model loaded and Redis answering) and `/metrics` on `PORT`.
+ *   (model loaded and Redis answering) and `/metrics` on `PORT`. It (and `all`) publishes its
+ *   model for the API processes at start.
  *
  * On SIGTERM (or SIGINT, or when the `npx` that launched it exits: `functions/launcher_watch.ts`)
  * it drains: new generations get 503, running ones may finish until
@@ -33,6 +37,7 @@ import { errorResponse, routeNotFound } from "./functions/errors.ts";
 import { requestLog } from "./functions/middleware/request_log.ts";
 import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
+import { keepModelPublished } from "./functions/jobs/published_model.ts";
 import { RedisJobQueue } from "./functions/jobs/redis_job_queue.ts";
 import { WorkerLoop } from "./functions/jobs/worker_loop.ts";
 import { watchLauncher } from "./functions/launcher_watch.ts";
@@ -45,9 +50,14 @@ import {
   readLogConfig,
 } from "./functions/logging.ts";
 import { Metrics } from "./functions/metrics.ts";
+import { modelUnavailableApp } from "./functions/model_unavailable_app.ts";
+import type { UploadModel } from "./functions/multipart.ts";
+import { PublishedModelWatch } from "./functions/published_model_watch.ts";
 import { healthRoutes } from "./functions/routes/health.ts";
 import { readServerConfig, type ServerConfig } from "./functions/server_config.ts";
 import { ensureDemoModel } from "./pipeline/cli/demo_model.ts";
+import type { SamplingDefaults } from "./pipeline/config/mod.ts";
+import type { ModelManifest } from "./pipeline/model_json/mod.ts";
 import { serviceDecodingT } from "./pipeline/plan/service_decoding_t.ts";
 import { InferenceClient, type Provider, readModelDirectory } from "./pipeline/runtime/mod.ts";
 import { modelConstants } from "./pipeline/generate.ts";
@@ -67,24 +77,15 @@ export async function main(config: ServerConfig): Promise<void> {
   const { role } = config;
   const serves = role !== "worker"; // the HTTP function
   const works = role !== "api"; // the worker loop and the model
-  const modelDir = config.modelDir ?? await ensureDemoModel();
+  const shared = config.redisUrl !== undefined;
+  // The API role (always with Redis) checks requests against the model the workers publish; it
+  // reads MODEL_DIR only when given, to check that the two agree, and builds no demo model.
+  const modelDir = config.modelDir ?? (works ? await ensureDemoModel() : undefined);
   // The API reads only model.json (name and sampling defaults), not the graphs.
-  const { manifest, dir } = await readModelDirectory(modelDir, works ? {} : { graphs: [] });
-  const modelConfig = manifest.config;
-  // Requests without decoding_t get the largest the GPU's memory plan allows (pipeline/plan/).
-  const decoding = await serviceDecodingT({
-    config: modelConfig,
-    precision: manifest.precision,
-    provider: config.provider,
-    gpuMemoryGb: config.gpuMemoryGb,
-    probeGpu: works,
-  });
-  const decodingLine = `default decoding_t ${decoding.decodingT} (${decoding.source}${
-    decoding.note ? `: ${decoding.note}` : ""
-  })`;
-  if (decoding.fits === false) log.warning(decodingLine, { event: "decoding_t", ...decoding });
-  else log.info(decodingLine, { event: "decoding_t", ...decoding });
-  const sampling = { ...modelConfig.sampling, decodingT: decoding.decodingT };
+  const local = modelDir === undefined
+    ? undefined
+    : await readModelDirectory(modelDir, works ? {} : { graphs: [] });
+  const decoding = works ? await decideDecodingT(config, local!.manifest) : undefined;
   const metrics = new Metrics();
   const queueOptions = {
     capacity: config.slots + config.queueSize,
@@ -92,19 +93,18 @@ export async function main(config: ServerConfig): Promise<void> {
     // A slot frees up after about one generation.
     retryAfterSeconds: () => Math.ceil(metrics.meanGenerationSeconds ?? 10),
   };
-  const shared = config.redisUrl !== undefined;
-  const queue: JobQueue = config.redisUrl === undefined
-    ? new MemoryJobQueue(queueOptions)
-    : await connectRedis(config.redisUrl, {
-      ...queueOptions,
-      claimIdleMs: config.redisClaimIdleMs,
-    });
+  const redis = config.redisUrl === undefined ? undefined : await connectRedis(config.redisUrl, {
+    ...queueOptions,
+    claimIdleMs: config.redisClaimIdleMs,
+  });
+  const queue: JobQueue = redis ?? new MemoryJobQueue(queueOptions);
   // ORT_PROVIDER is resolved on the first load (auto: CUDA, then CPU; an explicit provider that
   // cannot load fails the start); a restart after a worker crash reuses the provider in use.
   let provider: Provider | undefined;
   let providerSkipped: readonly SkippedProvider[] = [];
   let providerLine = "";
-  const engine = new InferenceEngine(
+  const dir = local?.dir ?? "";
+  const engine = !works ? undefined : new InferenceEngine(
     async () => {
       if (provider) return await InferenceClient.start({ modelDir: dir, provider });
       const choice = await resolveProvider(
@@ -148,37 +148,71 @@ export async function main(config: ServerConfig): Promise<void> {
     },
   );
   let draining = false;
-  const app = serves
-    ? createApp({
+  const isDraining = () => draining;
+  const serviceApp = (model: UploadModel) =>
+    createApp({
       queue,
-      model: { name: manifest.name, sampling },
+      model,
       metrics,
       provider: () => works ? provider ?? `${config.provider} (loading)` : "none (api role)",
       providerSkipped: () => providerSkipped,
-      inferenceReady: () => works ? engine.ready : true,
+      inferenceReady: () => engine?.ready ?? true,
       apiToken: config.apiToken,
       maxUploadBytes: config.maxUploadBytes,
       maxPixels: config.maxPixels,
       heartbeatMs: config.heartbeatSeconds * 1000,
-      draining: () => draining,
-    })
-    : workerApp(queue, metrics, {
+      draining: isDraining,
+    });
+  // The API role serves once the workers have published their model (and it agrees with
+  // MODEL_DIR, when that is set); until then only the probes and 503 model_unavailable.
+  const unavailableApp = (status: "waiting_for_model" | "model_mismatch", message: string) =>
+    modelUnavailableApp({ queue, metrics, status, message, draining: isDraining });
+  let announced = false;
+  const watch = works || !redis ? undefined : new PublishedModelWatch({
+    read: () => redis.publishedModel(),
+    local,
+    log,
+    onChange: (state) => {
+      app = state.kind === "ready" ? serviceApp(state.model) : unavailableApp(
+        state.kind === "mismatch" ? "model_mismatch" : "waiting_for_model",
+        state.message,
+      );
+      if (state.kind === "ready" && !announced) {
+        announced = true;
+        log.info(`ready: the API for model ${state.model.name} (no model loaded in this role)`, {
+          event: "ready",
+          role,
+          model: state.model.name,
+          load_ms: Math.round(performance.now() - started),
+        });
+      }
+    },
+  });
+  let app: Hono = !serves
+    ? workerApp(queue, metrics, {
       provider: () => provider ?? `${config.provider} (loading)`,
       providerSkipped: () => providerSkipped,
-      inferenceReady: () => engine.ready,
-      modelName: manifest.name,
-      draining: () => draining,
-    });
-  const loop = new WorkerLoop({
+      inferenceReady: () => engine!.ready,
+      modelName: local!.manifest.name,
+      draining: isDraining,
+    })
+    : works
+    ? serviceApp({ name: local!.manifest.name, sampling: decoding!.sampling })
+    : unavailableApp(
+      "waiting_for_model",
+      watch!.state.kind === "waiting" ? watch!.state.message : "",
+    );
+  const loop = !works ? undefined : new WorkerLoop({
     queue,
     slots: config.slots,
     run: videoJobRunner({
-      networks: () => engine.acquire(),
-      model: modelConstants(modelConfig),
+      networks: () => engine!.acquire(),
+      model: modelConstants(local!.manifest.config),
       maxPixels: config.maxPixels,
     }),
     observer: metrics,
   });
+  const modelName = local?.manifest.name ?? "(as the workers publish it)";
 
   const started = performance.now();
   const server = Deno.serve({
@@ -187,7 +221,7 @@ export async function main(config: ServerConfig): Promise<void> {
     onListen: ({ hostname, port }) =>
       log.info(
         `listening on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port} ` +
-          `(role ${role}, ${shared ? "Redis" : "in-memory"} queue, model ${manifest.name}, ` +
+          `(role ${role}, ${shared ? "Redis" : "in-memory"} queue, model ${modelName}, ` +
           `${config.slots} slot${config.slots === 1 ? "" : "s"}${
             config.apiToken !== undefined ? ", token required" : ""
           })${works ? "; loading the model…" : ""}`,
@@ -197,26 +231,38 @@ export async function main(config: ServerConfig): Promise<void> {
           port,
           role,
           queue: shared ? "redis" : "memory",
-          model: manifest.name,
-          model_dir: dir,
+          model: local?.manifest.name ?? null,
+          model_dir: local?.dir ?? null,
           provider: config.provider,
           slots: config.slots,
           queue_size: config.queueSize,
           auth: config.apiToken !== undefined,
         },
       ),
-  }, app.fetch);
+  }, (request, info) => app.fetch(request, info));
+  // A worker tells the API processes which model it serves, with its default decoding_t.
+  const publication = works && redis
+    ? keepModelPublished(redis, {
+      manifest: local!.manifest,
+      decodingT: decoding!.sampling.decodingT,
+      decodingTSource: decoding!.source,
+      // HOSTNAME: the pod's name on Kubernetes.
+      publisher: [Deno.env.get("HOSTNAME"), `pid ${Deno.pid}`].filter(Boolean).join(" "),
+      publishedAt: Date.now(),
+    }, log)
+    : undefined;
 
   const shutdown = async (signal: string) => {
     if (draining) return;
     draining = true;
     const began = performance.now();
     const drainMs = config.drainSeconds * 1000;
+    const busy = loop?.busy ?? 0;
     // Whatever hangs, the process is gone by the deadline.
-    log.info(`${signal}: draining (up to ${config.drainSeconds} s for ${loop.busy} running)`, {
+    log.info(`${signal}: draining (up to ${config.drainSeconds} s for ${busy} running)`, {
       event: "draining",
       signal,
-      running: loop.busy,
+      running: busy,
       drain_seconds: config.drainSeconds,
     });
     const deadline = setTimeout(() => {
@@ -229,25 +275,26 @@ export async function main(config: ServerConfig): Promise<void> {
       });
       Deno.exit(0);
     }, drainMs + 1000);
-    const running = loop.busy;
+    watch?.stop();
+    publication?.stop();
     // Most of the window for running jobs; the rest to close streams and connections.
-    const finished = await loop.stop({
+    const finished = await loop?.stop({
       drainMs: Math.max(0, drainMs - Math.min(3000, drainMs / 5)),
       // A shared queue hands unfinished jobs back to the other workers instead of cancelling.
       atDeadline: shared ? "release" : "cancel",
-    });
+    }) ?? true;
     // Embedded: queued jobs are cancelled, so their streams end. Redis: jobs stay for the other
     // instances; open event streams end and their clients resume elsewhere with Last-Event-ID.
     await queue.close();
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
-    await engine.close().catch(() => {});
+    await engine?.close().catch(() => {});
     clearTimeout(deadline);
     const ms = Math.round(performance.now() - began);
     log.info(
       `stopped after ${formatDuration(ms)}${
         finished ? "" : " (running jobs were cancelled or handed back at the deadline)"
       }`,
-      { event: "shutdown", signal, clean: finished, running_at_signal: running, ms },
+      { event: "shutdown", signal, clean: finished, running_at_signal: busy, ms },
     );
     Deno.exit(0);
   };
@@ -263,23 +310,18 @@ export async function main(config: ServerConfig): Promise<void> {
     },
   });
 
-  if (!works) {
-    log.info(`ready: the API for model ${manifest.name} (no model loaded in this role)`, {
-      event: "ready",
-      role,
-      model: manifest.name,
-      load_ms: 0,
-    });
+  if (!loop || !engine) {
+    await watch?.start();
     return;
   }
   loop.start();
   try {
     const client = await engine.acquire();
     const loadMs = Math.round(performance.now() - started);
-    log.info(`ready in ${formatDuration(loadMs)}: model ${manifest.name}; ${providerLine}`, {
+    log.info(`ready in ${formatDuration(loadMs)}: model ${modelName}; ${providerLine}`, {
       event: "ready",
       role,
-      model: manifest.name,
+      model: modelName,
       provider: client.provider,
       provider_setting: config.provider,
       ...(providerSkipped.length > 0 ? { provider_skipped: providerSkipped } : {}),
@@ -293,6 +335,27 @@ export async function main(config: ServerConfig): Promise<void> {
     });
     Deno.exit(1);
   }
+}
+
+/**
+ * The default `decoding_t` of requests that give none: the largest the GPU's memory plan allows
+ * (`pipeline/plan/`), or the model's; logged. Returns the sampling defaults with it.
+ */
+async function decideDecodingT(
+  config: ServerConfig,
+  manifest: ModelManifest,
+): Promise<{ sampling: SamplingDefaults; source: string }> {
+  const decoding = await serviceDecodingT({
+    config: manifest.config,
+    precision: manifest.precision,
+    provider: config.provider,
+    gpuMemoryGb: config.gpuMemoryGb,
+  });
+  const source = `${decoding.source}${decoding.note ? `: ${decoding.note}` : ""}`;
+  const line = `default decoding_t ${decoding.decodingT} (${source})`;
+  if (decoding.fits === false) log.warning(line, { event: "decoding_t", ...decoding });
+  else log.info(line, { event: "decoding_t", ...decoding });
+  return { sampling: { ...manifest.config.sampling, decodingT: decoding.decodingT }, source };
 }
 
 /**

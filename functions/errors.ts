@@ -16,6 +16,7 @@
  * | `InferenceWorkerError` | 503 | `inference_worker_crashed`, `inference_unavailable` |
  * | `FfmpegError`, `FfmpegNotFoundError` | 500 | `encoding_failed` (details hidden, logged) |
  * | Hono's `HTTPException` | its own | `not_found`, `http_<status>` |
+ * | an `api` process without a usable published model (`model_unavailable_app.ts`) | 503 + `Retry-After` | `model_unavailable` |
  * | anything else | 500 | `internal_error` (message hidden, logged) |
  *
  * @module

@@ -7,7 +7,7 @@
  * |---|---|---|
  * | `PORT` | 8000 | 0..65535 (0: any free port) |
  * | `HOST` | `0.0.0.0` | a host name or address to listen on |
- * | `MODEL_DIR` | unset: the tiny demo model | a converted model directory |
+ * | `MODEL_DIR` | unset: the tiny demo model (`ROLE=api`: the model the workers publish to Redis) | a converted model directory |
  * | `SLOTS` | 1 | 1..64 concurrent generations |
  * | `QUEUE_SIZE` | 8 | 0..10000 jobs waiting beyond those running |
  * | `RETENTION_SECONDS` | 3600 | 1..604800: how long results and events are kept |

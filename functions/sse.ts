@@ -12,8 +12,10 @@
  * stays unavailable for `storeRetries` tries ends it with an error.
  *
  * {@linkcode resumeSseResponse} answers a reconnection: `204 No Content` once the job has ended and
- * nothing follows the client's `Last-Event-ID`, which tells an `EventSource` to stop instead of
- * reconnecting every `retry` ms (the SSE spec's way to end a stream for good).
+ * nothing follows the client's `Last-Event-ID` (an id beyond the newest event included), which
+ * tells an `EventSource` to stop instead of reconnecting every `retry` ms (the SSE spec's way to end
+ * a stream for good). A running job's stream resumed beyond its newest event goes on from its end
+ * (the queue's `events` takes such an id as the end).
  *
  * @example
  * ```ts

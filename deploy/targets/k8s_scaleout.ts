@@ -6,12 +6,20 @@
  * | object                                   | what                                                       |
  * | ---------------------------------------- | ---------------------------------------------------------- |
  * | Deployment `<name>-worker`               | `ROLE=worker`, one GPU each; replicas owned by KEDA        |
- * | Deployment `<name>-api`                  | `ROLE=api`, CPU only, ≥ 2 replicas, ready when Redis is    |
+ * | Deployment `<name>-api`                  | `ROLE=api`, CPU only, ≥ 2 replicas, no model of its own    |
  * | Service `<name>-api`                     | ClusterIP :80 in front of the API                          |
  * | PodDisruptionBudget `<name>-api`         | node drains keep all but one API pod                       |
  * | StatefulSet + Service `<name>-redis`     | Redis 7 with a password and a volume (not with `redisUrl`) |
  * | TriggerAuthentication `<name>-redis`     | KEDA reads the Redis password from the same Secret         |
  * | ScaledObject `<name>-worker`             | `redis-streams` triggers on `svd:jobs` / group `workers`   |
+ *
+ * The API gets no `MODEL_DIR` and no model volume: it checks requests against the model a worker
+ * publishes to Redis when it starts (its model.json and its default `decoding_t`;
+ * functions/jobs/published_model.ts), and is ready once one has (and Redis answers). The key stays
+ * when the workers scale to zero. On a fresh install the worker Deployment starts with one replica
+ * (it has no `replicas` field), and the ScaledObject's `initialCooldownPeriod` keeps it up for
+ * {@linkcode INITIAL_COOLDOWN_SECONDS} before KEDA may scale it to zero, so that it starts and
+ * publishes.
  *
  * `REDIS_URL` is built by Kubernetes' dependent-variable expansion: `REDIS_PASSWORD` comes from the
  * Secret (`secretKeyRef`), then `REDIS_URL = redis://:$(REDIS_PASSWORD)@HOST:PORT/DB`. The password
@@ -54,6 +62,12 @@ export const CONSUMER_GROUP = "workers";
 
 /** The trigger type of KEDA's Redis Streams scaler (standalone or Sentinel Redis). */
 export const REDIS_STREAMS_TRIGGER = "redis-streams";
+
+/**
+ * How long KEDA leaves a new ScaledObject's workers up before it may scale them to zero: time for
+ * the first worker to pull its image, start and publish its model (KEDA ≥ 2.14).
+ */
+export const INITIAL_COOLDOWN_SECONDS = 900;
 
 /** The Redis port of the rendered StatefulSet. */
 const REDIS_PORT = 6379;
@@ -206,7 +220,8 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
     },
   };
 
-  // --- API: ROLE=api, no model, no GPU; ready on /readyz once Redis answers.
+  // --- API: ROLE=api, no model, no GPU; ready on /readyz once Redis answers and a worker has
+  // published its model there.
   const apiResources = { cpu: so.apiLimits.cpu, memory: so.apiLimits.memory };
   const api: IContainer = {
     name: "api",
@@ -215,7 +230,8 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
     env: [
       { name: "ROLE", value: "api" },
       ...redisEnv(options),
-      // The API loads no model: no MODEL_DIR, no ORT_PROVIDER.
+      // The API loads no model (it takes the one the workers publish): no MODEL_DIR, no
+      // ORT_PROVIDER.
       ...serverEnv(options, { setPort: true }).filter((e) =>
         e.name !== "MODEL_DIR" && e.name !== "ORT_PROVIDER"
       ),
@@ -298,6 +314,8 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
       pollingInterval: 15,
       // Idle this long (no job queued or running) before the last worker goes.
       cooldownPeriod: 300,
+      // A fresh install's first worker publishes the model the API needs: let it start first.
+      initialCooldownPeriod: INITIAL_COOLDOWN_SECONDS,
       advanced: {
         horizontalPodAutoscalerConfig: {
           behavior: {

@@ -15,6 +15,23 @@
 
 import type { ClipFormat, GenerationRequest } from "../../pipeline/request/mod.ts";
 
+/**
+ * The exact form of every job id: a lowercase UUID v4, as {@linkcode newJobId} makes it. Ids
+ * from requests are checked against it before they reach a key name (Redis) or a lookup.
+ */
+export const JOB_ID_PATTERN =
+  /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** A new job id (a random UUID v4). */
+export function newJobId(): string {
+  return crypto.randomUUID();
+}
+
+/** True when `id` has the form of a job id ({@linkcode JOB_ID_PATTERN}). */
+export function isJobId(id: string): boolean {
+  return JOB_ID_PATTERN.test(id);
+}
+
 /** Lifecycle of a job. Terminal: `done`, `error`, `cancelled`. */
 export type JobStatus = "queued" | "running" | "done" | "error" | "cancelled";
 
@@ -52,6 +69,25 @@ export function isTerminalEvent(type: JobEventType): boolean {
   return type === "done" || type === "error" || type === "cancelled";
 }
 
+/**
+ * Code of the `error` event that ends the stream of a job whose data vanished from the store
+ * before it ended (a shared store can lose keys: evicted, flushed, restarted without its data).
+ */
+export const JOB_LOST = "job_lost";
+
+/** The data of the `error` event {@linkcode JOB_LOST}. */
+export const JOB_LOST_ERROR: Readonly<{ code: string; message: string }> = {
+  code: JOB_LOST,
+  message: "This generation's data is gone from the job store (evicted, flushed, or the store " +
+    "restarted without its data); it will not finish. Submit it again.",
+};
+
+/**
+ * What the worker running a job polls ({@linkcode JobQueue.check}): go on (`run`), stop because
+ * cancellation was asked for (`cancel`), or stop because the job is gone from the store (`lost`).
+ */
+export type JobCheck = "run" | "cancel" | "lost";
+
 /** What the store knows of a job (the status JSON is built from it). */
 export interface JobRecord {
   readonly id: string;
@@ -79,6 +115,18 @@ export interface JobRecord {
 export type JobPatch = Partial<
   Pick<JobRecord, "status" | "startedAt" | "finishedAt" | "error" | "video" | "worker">
 >;
+
+/** How a job ended, as {@linkcode JobQueue.finish} records it. */
+export interface JobEnding {
+  /** The terminal status; also the type of the terminal event. */
+  readonly status: Extract<JobStatus, "done" | "error" | "cancelled">;
+  /** The terminal event's data. */
+  readonly data: Readonly<Record<string, unknown>>;
+  /** Record fields set with the status (`finishedAt`, and `error` or `video`). */
+  readonly patch: JobPatch;
+  /** The clip of a `done` job. */
+  readonly video?: StoredVideo;
+}
 
 /** A job taken by a worker, with the uploaded image. */
 export interface ClaimedJob {
@@ -118,7 +166,10 @@ export class StoreUnavailableError extends Error {
   }
 }
 
-/** Job queue, event log, status records and results of the service. */
+/**
+ * Job queue, event log, status records and results of the service. Every method that takes a job
+ * id treats an id not of the form {@linkcode JOB_ID_PATTERN} as an unknown job.
+ */
 export interface JobQueue {
   /**
    * Adds a queued job with its image and publishes its `queued` event ({position}).
@@ -133,6 +184,19 @@ export interface JobQueue {
   take(worker: string, signal: AbortSignal): Promise<ClaimedJob | undefined>;
   /** Acknowledges a job the worker finished (after its terminal event is published). */
   complete(job: ClaimedJob): Promise<void>;
+  /**
+   * Records the end of a job the caller took, in one step: the clip (if any), the record's status
+   * and fields, the terminal event, and the acknowledgement (as `complete`).
+   *
+   * @returns `finished`; or `dropped` when the job is no longer the caller's to end (another
+   *   worker took it over for lost, it ended otherwise, or it is gone from the store): nothing was
+   *   written.
+   * @throws {StoreUnavailableError} when the store cannot be reached: all of it was written or
+   *   none of it, calling again is safe, and the job stays the caller's meanwhile (a Redis worker
+   *   keeps heartbeating for it).
+   * @throws {RangeError} for a clip the store refuses (too large): nothing was written.
+   */
+  finish(job: ClaimedJob, ending: JobEnding): Promise<"finished" | "dropped">;
   /** Hands an unfinished job back to the queue (worker shutdown), to be run again from the start. */
   release(job: ClaimedJob): Promise<void>;
   /** Updates the job's record. */
@@ -140,8 +204,14 @@ export interface JobQueue {
   /** Appends an event to the job's stream and returns it with its id. */
   publish(id: string, type: JobEventType, data: Record<string, unknown>): Promise<JobEvent>;
   /**
-   * The job's events after `afterId` (exclusive; from the start when undefined): first the stored
-   * ones, then live ones, ending after a terminal event or when `signal` aborts.
+   * The job's events after `afterId` (exclusive; from the start when undefined, or when it is not
+   * an event id of this queue): first the stored ones, then live ones, ending after a terminal
+   * event or when `signal` aborts. An `afterId` beyond the newest event (stale or crafted) is
+   * taken as the end: a finished job's stream ends at once, a running job's goes on with the
+   * events that follow. A job that vanishes from the store before it ended ends its stream with
+   * an `error` event {@linkcode JOB_LOST_ERROR} (not stored: its id follows the last one); so does
+   * a stream resumed (`afterId` given) on a job the store no longer has. An unknown job without
+   * `afterId` has no events.
    */
   events(id: string, afterId: string | undefined, signal: AbortSignal): AsyncIterable<JobEvent>;
   /**
@@ -152,6 +222,11 @@ export interface JobQueue {
   requestCancel(id: string): Promise<JobRecord | undefined>;
   /** True once cancellation of the job was asked for. */
   cancelRequested(id: string): Promise<boolean>;
+  /**
+   * What the worker running job `id` polls between steps: `cancel` once cancellation was asked
+   * for, `lost` once the job is gone from the store, otherwise `run`.
+   */
+  check(id: string): Promise<JobCheck>;
   /** Stores the finished clip (kept for the retention time). */
   putVideo(id: string, video: StoredVideo): Promise<void>;
   /** The finished clip, undefined when absent or expired. */

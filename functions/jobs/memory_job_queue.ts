@@ -21,12 +21,16 @@ import {
   type ClaimedJob,
   isTerminal,
   isTerminalEvent,
+  JOB_LOST_ERROR,
+  type JobCheck,
+  type JobEnding,
   type JobEvent,
   type JobEventType,
   type JobPatch,
   type JobQueue,
   type JobRecord,
   type JobRequest,
+  newJobId,
   QueueFullError,
   type QueueStats,
   type StoredVideo,
@@ -93,7 +97,7 @@ export class MemoryJobQueue implements JobQueue {
         this.#retryAfter(),
       );
     }
-    const id = crypto.randomUUID();
+    const id = newJobId();
     const record: JobRecord = {
       id,
       status: "queued",
@@ -155,6 +159,19 @@ export class MemoryJobQueue implements JobQueue {
     return Promise.resolve();
   }
 
+  finish(job: ClaimedJob, ending: JobEnding): Promise<"finished" | "dropped"> {
+    const id = job.record.id;
+    const mine = this.#claimed.delete(id);
+    const entry = this.#jobs.get(id);
+    if (!entry || !mine || isTerminal(entry.record.status)) return Promise.resolve("dropped");
+    entry.record = patched(entry.record, { ...ending.patch, status: ending.status });
+    if (ending.video) entry.video = ending.video;
+    entry.image = undefined;
+    this.#append(id, ending.status, { ...ending.data });
+    this.#scheduleExpiry(id, entry);
+    return Promise.resolve("finished");
+  }
+
   release(job: ClaimedJob): Promise<void> {
     const id = job.record.id;
     this.#claimed.delete(id);
@@ -193,10 +210,20 @@ export class MemoryJobQueue implements JobQueue {
     signal: AbortSignal,
   ): AsyncGenerator<JobEvent> {
     const entry = this.#jobs.get(id);
-    if (!entry) return;
     const after = Number(afterId);
-    // Ids are 1-based sequence numbers: the event with id n is at index n - 1.
-    let next = afterId !== undefined && Number.isInteger(after) && after > 0 ? after : 0;
+    if (!entry) {
+      // A resumed stream whose job is gone (expired); an unknown job has no events.
+      if (afterId !== undefined) {
+        const next = Number.isInteger(after) && after > 0 ? after + 1 : 1;
+        yield { id: String(next), type: "error", data: JOB_LOST_ERROR };
+      }
+      return;
+    }
+    // Ids are 1-based sequence numbers: the event with id n is at index n - 1. An id beyond the
+    // newest event (stale or crafted) resumes from the end: the events that follow are sent.
+    let next = afterId !== undefined && Number.isInteger(after) && after > 0
+      ? Math.min(after, entry.events.length)
+      : 0;
     while (!signal.aborted) {
       while (next < entry.events.length) {
         const event = entry.events[next++];
@@ -233,6 +260,11 @@ export class MemoryJobQueue implements JobQueue {
 
   cancelRequested(id: string): Promise<boolean> {
     return Promise.resolve(this.#jobs.get(id)?.cancelRequested ?? false);
+  }
+
+  check(id: string): Promise<JobCheck> {
+    const entry = this.#jobs.get(id);
+    return Promise.resolve(!entry ? "lost" : entry.cancelRequested ? "cancel" : "run");
   }
 
   putVideo(id: string, video: StoredVideo): Promise<void> {

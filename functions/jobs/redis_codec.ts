@@ -104,6 +104,18 @@ export function decodeVideo(flat: Buffer[]): StoredVideo | undefined {
   };
 }
 
+/** True when `id` is a stream entry id, `<ms>-<seq>`. */
+export function isStreamId(id: string): boolean {
+  return /^\d{1,20}-\d{1,20}$/.test(id);
+}
+
+/** Order of two stream entry ids `<ms>-<seq>`: negative, zero or positive, as for `sort`. */
+export function compareStreamIds(a: string, b: string): number {
+  const [am, as] = a.split("-").map(BigInt);
+  const [bm, bs] = b.split("-").map(BigInt);
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
+}
+
 /** The value of `name` in a flat `[field, value, …]` list. */
 export function fieldOf(fields: string[], name: string): string | undefined {
   for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];

@@ -34,8 +34,11 @@ export interface CommandOptions {
 /** What {@linkcode RedisConnection.blocking} returns when its signal aborted the read. */
 export const ABORTED = Symbol("aborted");
 
-/** Redis errors that mean "not now" rather than "wrong command". */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/;
+/**
+ * Redis errors that mean "not now" rather than "wrong command"; OOM: a full Redis (noeviction)
+ * refuses writes until jobs expire.
+ */
+const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|OOM)\b/;
 
 /** Where and how long to wait. */
 export interface RedisConnectionOptions {

@@ -20,12 +20,22 @@
  *   job that had started publishes `queued` {position: 1, reason: "worker_lost"} and runs again
  *   from the start; once `maxAttempts` runs lost their worker it ends with `error`
  *   {code: "worker_lost"} instead.
+ * - **finish** records a job's end in one script — the clip, the record, the terminal event, the
+ *   XACK + XDEL — fenced by the pending entry: only the consumer that holds it writes, so a
+ *   worker taken for lost (and its job reclaimed) can never overwrite the new run. While Redis is
+ *   unreachable it throws and the job stays held and heartbeated; the worker loop retries. After
+ *   Redis (re)starts, nothing is reclaimed for max(`claimIdleMs`, `heartbeatTtlMs`): nobody
+ *   could heartbeat while it was down, and a failed heartbeat is retried every 250 ms.
+ * - **check** (the worker's poll) answers `lost` once the job's record or events stream is gone
+ *   (evicted, flushed); `events` then ends with an `error` event {code: "job_lost"}.
  * - **release** XACKs + XDELs the entry and XADDs a new one: unlike the embedded queue, a released
  *   job goes to the back of the queue (a stream cannot insert at its front). It publishes `queued`
  *   {position}; a release does not count as an attempt.
  * - **Events** live in a stream per job whose entry ids (`1732530000000-0`) are the event ids, so
- *   `Last-Event-ID` resumes on any instance; `events` = XRANGE after the id, then XREAD BLOCK,
- *   ending after a terminal event, when the job expires, or when the signal aborts.
+ *   `Last-Event-ID` resumes on any instance; `events` = XRANGE after the id, then the live ones
+ *   through the instance's one shared reader (`redis_event_reader.ts`: one XREAD BLOCK over the
+ *   streams of every open `events`), ending after a terminal event, when the job expires, or when
+ *   the signal aborts. An id beyond the newest event is taken as the end.
  * - **Expiry.** All keys of a job expire together: 24 h (`aliveTtlMs`) after its last write while
  *   it has not ended, `retentionMs` after it ended (terminal status or event). The image is
  *   deleted as soon as the job ends. Clips above `maxVideoBytes` (default 64 MiB) are refused.
@@ -34,9 +44,10 @@
  *   `ready()` answers false, and the client reconnects by itself when Redis is back. A connection
  *   that stops answering without closing (a failover, a dropped NAT entry) is replaced after its
  *   first timeout.
- * - **Connections.** One for commands, plus one per `take` or `events` while it waits in a
- *   blocking read (up to 8 idle ones are kept). Call `take` once at a time per worker name (the
- *   worker loop's slots have distinct names). `close()` leaves jobs alone — unlike the embedded
+ * - **Connections.** One for commands, one for the shared event reader (however many `events`
+ *   are open), plus one per `take` while it waits in a blocking read (up to 8 idle ones are
+ *   kept). Call `take` once at a time per worker name (the worker loop's slots have distinct
+ *   names). `close()` leaves jobs alone — unlike the embedded
  *   queue it cancels nothing, since other instances carry on with them.
  *
  * @example
@@ -57,19 +68,25 @@ import type { Buffer } from "node:buffer";
 import { ErrorReply } from "redis";
 import {
   type ClaimedJob,
+  isJobId,
   isTerminalEvent,
+  JOB_LOST_ERROR,
+  type JobCheck,
+  type JobEnding,
   type JobEvent,
   type JobEventType,
   type JobPatch,
   type JobQueue,
   type JobRecord,
   type JobRequest,
+  newJobId,
   QueueFullError,
   type QueueStats,
   type StoredVideo,
   StoreUnavailableError,
 } from "./job_queue.ts";
 import {
+  compareStreamIds,
   decodeEvent,
   decodeRecord,
   decodeVideo,
@@ -78,12 +95,19 @@ import {
   encodeRequest,
   encodeVideo,
   fieldOf,
+  isStreamId,
   type StreamEntry,
   type StreamReply,
   toBuffer,
 } from "./redis_codec.ts";
 import { ABORTED, AS_BUFFERS, type CommandOptions, RedisConnection } from "./redis_connection.ts";
-import { type RedisLayout, redisLayout } from "./redis_layout.ts";
+import {
+  decodePublishedModel,
+  encodePublishedModel,
+  type PublishedModel,
+} from "./published_model.ts";
+import { RedisEventReader } from "./redis_event_reader.ts";
+import { type JobKeys, type RedisLayout, redisLayout } from "./redis_layout.ts";
 import { scriptArguments, type ScriptContext, type ScriptName, SCRIPTS } from "./redis_scripts.ts";
 
 /** Largest clip stored by default: 64 MiB. */
@@ -127,6 +151,8 @@ type Resolved = Required<Omit<RedisJobQueueOptions, "prefix" | "group">>;
 
 /** Consumer that owns deliveries no `take` received (an aborted read): reclaimable at once. */
 const ORPHANED = "(orphaned)";
+/** Wait before a failed heartbeat is sent again, in ms. */
+const BEAT_RETRY_MS = 250;
 /** Events read per XRANGE / XREAD. */
 const EVENT_PAGE = 100;
 
@@ -146,6 +172,8 @@ export class RedisJobQueue implements JobQueue {
   /** Random per instance: consumers are `<worker>@<instance>`. */
   readonly #instance = crypto.randomUUID().slice(0, 8);
   readonly #closing = new AbortController();
+  /** Waits for the live events of every `events()` of this instance, on one connection. */
+  readonly #reader: RedisEventReader;
   /** Jobs taken here and not yet completed or released, by job id. */
   readonly #held = new Map<string, Held>();
   /** Consumers in `take` now, with how many calls. */
@@ -153,6 +181,7 @@ export class RedisJobQueue implements JobQueue {
   /** Worker name of each consumer that heartbeats. */
   readonly #workers = new Map<string, string>();
   #beat?: ReturnType<typeof setInterval>;
+  #beatRetry?: ReturnType<typeof setTimeout>;
 
   private constructor(options: RedisJobQueueOptions, resolved: Resolved) {
     this.#options = resolved;
@@ -168,6 +197,11 @@ export class RedisJobQueue implements JobQueue {
       retentionMs: resolved.retentionMs,
       maxAttempts: resolved.maxAttempts,
     };
+    this.#reader = new RedisEventReader({
+      connection: this.#redis,
+      wakeKey: this.#layout.reader(this.#instance),
+      blockMs: resolved.blockMs,
+    });
   }
 
   /**
@@ -190,7 +224,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async submit(request: JobRequest, image: Uint8Array): Promise<JobRecord> {
-    const id = crypto.randomUUID();
+    const id = newJobId();
     const createdAt = this.#options.now();
     const [accepted] = await this.#eval("submit", [
       String(this.#options.capacity),
@@ -209,11 +243,14 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
-    const flat = await this.#send(["HGETALL", this.#layout.job(id).record]) as string[];
+    const keys = this.#keys(id);
+    if (!keys) return undefined;
+    const flat = await this.#send(["HGETALL", keys.record]) as string[];
     return decodeRecord(flat);
   }
 
   async position(id: string): Promise<number | undefined> {
+    if (!isJobId(id)) return undefined;
     const position = await this.#eval("position", [id]) as number | null;
     return position ?? undefined;
   }
@@ -237,6 +274,8 @@ export class RedisJobQueue implements JobQueue {
             consumer,
             worker,
             String(this.#options.claimIdleMs),
+            // After a Redis restart, time for every live worker to heartbeat again.
+            String(Math.max(this.#options.claimIdleMs, this.#options.heartbeatTtlMs)),
           ]) as [string, string] | null;
           if (found) {
             const job = await this.#claimed(found[0], found[1], consumer);
@@ -255,7 +294,8 @@ export class RedisJobQueue implements JobQueue {
         if (!entry) continue;
         const [entryId, fields] = entry;
         const id = fieldOf(fields, "id");
-        if (id === undefined) continue; // not a job entry; reclaimed as an orphan
+        // Not a job entry (another writer's): left pending, then dropped as an orphan.
+        if (id === undefined || !isJobId(id)) continue;
         const outcome = await this.#eval("take", [entryId, id, worker]);
         if (outcome !== "ok") continue;
         const job = await this.#claimed(entryId, id, consumer);
@@ -285,6 +325,28 @@ export class RedisJobQueue implements JobQueue {
     }
   }
 
+  async finish(job: ClaimedJob, ending: JobEnding): Promise<"finished" | "dropped"> {
+    const id = job.record.id;
+    const held = this.#held.get(id);
+    if (!held) return "dropped";
+    const video = ending.video;
+    if (video) this.#checkVideoSize(id, video);
+    const outcome = await this.#eval("finish", [
+      held.entry,
+      held.consumer,
+      job.record.worker ?? "",
+      id,
+      ending.status,
+      encodeEventData(ending.data),
+      ...(video ? ["1", ...encodeVideo(video)] : ["0", "", "", ""]),
+      ...encodePatch(ending.patch),
+    ]);
+    // Failed above (Redis unreachable): the job stays held, and heartbeated, for the next try.
+    this.#held.delete(id);
+    this.#stopBeatingIfIdle(held.consumer);
+    return outcome === "ok" || outcome === "ended" ? "finished" : "dropped";
+  }
+
   async release(job: ClaimedJob): Promise<void> {
     const id = job.record.id;
     const held = this.#held.get(id);
@@ -298,10 +360,14 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async update(id: string, patch: JobPatch): Promise<void> {
+    if (!isJobId(id)) return;
     await this.#eval("update", [id, ...encodePatch(patch)]);
   }
 
   async publish(id: string, type: JobEventType, data: Record<string, unknown>): Promise<JobEvent> {
+    if (!isJobId(id)) {
+      throw new RangeError(`Cannot publish "${type}": no job ${JSON.stringify(id)}`);
+    }
     const eventId = await this.#eval("publish", [id, type, encodeEventData(data)]) as
       | string
       | null;
@@ -314,21 +380,20 @@ export class RedisJobQueue implements JobQueue {
     afterId: string | undefined,
     signal: AbortSignal,
   ): AsyncGenerator<JobEvent> {
-    const keys = this.#layout.job(id);
+    const keys = this.#keys(id);
+    if (!keys) return;
     const stop = AbortSignal.any([signal, this.#closing.signal]);
-    if (stop.aborted || await this.#send(["EXISTS", keys.record]) === 0) return;
+    if (stop.aborted) return;
     // An id that is not a stream id (another queue's, garbage) replays from the start.
-    let last = afterId !== undefined && /^\d+-\d+$/.test(afterId) ? afterId : "0-0";
+    let last = afterId !== undefined && isStreamId(afterId) ? afterId : "0-0";
+    if (await this.#send(["EXISTS", keys.record]) === 0) {
+      // Resumed on a job that is gone (vanished while its stream was read); unknown: nothing.
+      if (afterId !== undefined) yield lostEvent(last);
+      return;
+    }
     // Stored events, a page at a time.
     for (;;) {
-      const page = await this.#send([
-        "XRANGE",
-        keys.events,
-        `(${last}`,
-        "+",
-        "COUNT",
-        String(EVENT_PAGE),
-      ]) as StreamEntry[];
+      const page = await this.#eventsAfter(keys, last);
       for (const entry of page) {
         const event = decodeEvent(entry);
         last = event.id;
@@ -347,55 +412,92 @@ export class RedisJobQueue implements JobQueue {
       "COUNT",
       "1",
     ]) as StreamEntry[];
-    if (newest[0] && isTerminalEvent(decodeEvent(newest[0]).type)) return;
-    // Live ones.
-    while (!stop.aborted) {
-      // deno-fmt-ignore
-      const reply = await this.#blocking([
-        "XREAD", "COUNT", String(EVENT_PAGE), "BLOCK", String(this.#options.blockMs),
-        "STREAMS", keys.events, last,
-      ], stop);
-      if (reply === ABORTED) return;
-      const entries = (reply as StreamReply | null)?.[0]?.[1];
-      if (!entries) {
-        if (await this.#send(["EXISTS", keys.record]) === 0) return; // expired
-        continue;
-      }
-      for (const entry of entries) {
-        const event = decodeEvent(entry);
-        last = event.id;
-        yield event;
-        if (isTerminalEvent(event.type)) return;
+    if (!newest[0] || await this.#vanished(keys)) {
+      yield lostEvent(last);
+      return;
+    }
+    if (isTerminalEvent(decodeEvent(newest[0]).type)) return;
+    // An id beyond the newest event (stale or crafted) resumes from the end: the events that
+    // follow are sent (a read after the future id would wait until the job expired).
+    if (compareStreamIds(last, newest[0][0]) > 0) last = newest[0][0];
+    // Live ones, through the instance's one shared reader.
+    const subscription = this.#reader.subscribe(keys.events, last);
+    try {
+      while (!stop.aborted) {
+        const next = await subscription.next(last, this.#options.blockMs, stop);
         if (stop.aborted) return;
+        if (next === undefined) {
+          // Nothing for a while: the job's keys may have vanished (evicted, flushed).
+          if (await this.#vanished(keys)) {
+            yield lostEvent(last);
+            return;
+          }
+          continue;
+        }
+        const entries = next === "behind" ? await this.#eventsAfter(keys, last) : next;
+        for (const entry of entries) {
+          const event = decodeEvent(entry);
+          last = event.id;
+          yield event;
+          if (isTerminalEvent(event.type)) return;
+          if (stop.aborted) return;
+        }
       }
+    } finally {
+      subscription.close();
     }
   }
 
   async requestCancel(id: string): Promise<JobRecord | undefined> {
+    if (!isJobId(id)) return undefined;
     const known = await this.#eval("cancel", [id, String(this.#options.now())]);
     return known === 1 ? await this.get(id) : undefined;
   }
 
+  async check(id: string): Promise<JobCheck> {
+    if (!isJobId(id)) return "lost";
+    return await this.#eval("check", [id]) as JobCheck;
+  }
+
   async cancelRequested(id: string): Promise<boolean> {
-    return await this.#send(["EXISTS", this.#layout.job(id).cancel]) === 1;
+    const keys = this.#keys(id);
+    return keys !== undefined && await this.#send(["EXISTS", keys.cancel]) === 1;
   }
 
   async putVideo(id: string, video: StoredVideo): Promise<void> {
-    const limit = this.#options.maxVideoBytes;
-    if (video.bytes.length > limit) {
-      throw new RangeError(
-        `Cannot store the video of job "${id}": ${video.bytes.length} bytes exceed the Redis ` +
-          `store's limit of ${limit} bytes (${(limit / 2 ** 20).toFixed(1)} MiB, maxVideoBytes)`,
-      );
-    }
+    if (!isJobId(id)) return;
+    this.#checkVideoSize(id, video);
     await this.#eval("putVideo", [id, ...encodeVideo(video)]);
   }
 
   async getVideo(id: string): Promise<StoredVideo | undefined> {
-    const flat = await this.#send(["HGETALL", this.#layout.job(id).video], {
+    const keys = this.#keys(id);
+    if (!keys) return undefined;
+    const flat = await this.#send(["HGETALL", keys.video], {
       typeMapping: AS_BUFFERS,
     }) as Buffer[];
     return decodeVideo(flat);
+  }
+
+  /**
+   * Publishes the model this worker serves, for the API processes (`published_model.ts`).
+   * `replace: false` stores it only when no model is published (a Redis that lost its data).
+   * @returns whether it was stored.
+   */
+  async publishModel(model: PublishedModel, options: { replace: boolean }): Promise<boolean> {
+    const args = ["SET", this.#layout.model, encodePublishedModel(model)];
+    return await this.#send(options.replace ? args : [...args, "NX"]) === "OK";
+  }
+
+  /**
+   * The model the workers published, undefined when none is.
+   * @throws {SyntaxError} or `ModelJsonError` for a stored value that is not a valid one.
+   */
+  async publishedModel(): Promise<PublishedModel | undefined> {
+    const text = await this.#send(["GET", this.#layout.model]) as string | null;
+    return text === null
+      ? undefined
+      : decodePublishedModel(text, `Redis key ${this.#layout.model}`);
   }
 
   async stats(): Promise<QueueStats> {
@@ -422,13 +524,48 @@ export class RedisJobQueue implements JobQueue {
   async close(): Promise<void> {
     if (this.#redis.closed) return;
     this.#closing.abort(new Error("the Redis job queue is closing"));
+    this.#reader.close();
     clearInterval(this.#beat);
+    clearTimeout(this.#beatRetry);
     const beats = [...this.#workers.keys()].map((consumer) => this.#layout.worker(consumer));
-    if (beats.length > 0) await this.#redis.tryToSend(["DEL", ...beats], 1000);
+    const wake = this.#layout.reader(this.#instance);
+    await this.#redis.tryToSend(["DEL", wake, ...beats], 1000);
     this.#redis.close();
   }
 
   // -------------------------------------------------------------------------------------------
+
+  /**
+   * The keys of job `id`, or undefined when `id` is not of the form the queue gives out: an id
+   * from a request never reaches a key name unchecked (`<id>:events` would name the job's stream).
+   */
+  #keys(id: string): JobKeys | undefined {
+    return isJobId(id) ? this.#layout.job(id) : undefined;
+  }
+
+  /** @throws {RangeError} for a clip above `maxVideoBytes`. */
+  #checkVideoSize(id: string, video: StoredVideo): void {
+    const limit = this.#options.maxVideoBytes;
+    if (video.bytes.length > limit) {
+      throw new RangeError(
+        `Cannot store the video of job "${id}": ${video.bytes.length} bytes exceed the Redis ` +
+          `store's limit of ${limit} bytes (${(limit / 2 ** 20).toFixed(1)} MiB, maxVideoBytes)`,
+      );
+    }
+  }
+
+  /** True when the job's record or its events stream is gone (a job always has both). */
+  async #vanished(keys: JobKeys): Promise<boolean> {
+    return await this.#send(["EXISTS", keys.record, keys.events]) as number < 2;
+  }
+
+  /** Up to a page of the stored events after `last`. */
+  async #eventsAfter(keys: JobKeys, last: string): Promise<StreamEntry[]> {
+    // deno-fmt-ignore
+    return await this.#send([
+      "XRANGE", keys.events, `(${last}`, "+", "COUNT", String(EVENT_PAGE),
+    ]) as StreamEntry[];
+  }
 
   /** One command (see `RedisConnection.send`). */
   #send(
@@ -485,11 +622,29 @@ export class RedisJobQueue implements JobQueue {
 
   #startBeating(): void {
     if (this.#beat !== undefined) return;
-    this.#beat = setInterval(() => {
-      for (const [consumer, worker] of this.#workers) {
-        this.#sendBeat(consumer, worker).catch(() => {}); // Redis down: the next beat retries
-      }
-    }, Math.max(50, this.#options.heartbeatTtlMs / 3));
+    this.#beat = setInterval(
+      () => this.#beatAll(),
+      Math.max(50, this.#options.heartbeatTtlMs / 3),
+    );
+  }
+
+  #beatAll(): void {
+    for (const [consumer, worker] of this.#workers) {
+      this.#sendBeat(consumer, worker).catch(() => this.#beatSoon());
+    }
+  }
+
+  /**
+   * A beat failed (Redis down): beat again soon rather than at the next interval, so that a job
+   * held here (a finished job whose ending is being retried) shows its worker alive as soon as
+   * Redis is back.
+   */
+  #beatSoon(): void {
+    if (this.#beatRetry !== undefined || this.#redis.closed) return;
+    this.#beatRetry = setTimeout(() => {
+      this.#beatRetry = undefined;
+      if (this.#workers.size > 0) this.#beatAll();
+    }, BEAT_RETRY_MS);
   }
 
   /** A consumer heartbeats while it is in `take` or holds a job. */
@@ -501,6 +656,15 @@ export class RedisJobQueue implements JobQueue {
       this.#send(["DEL", this.#layout.worker(consumer)]).catch(() => {});
     }
   }
+}
+
+/**
+ * The `error` event that ends the stream of a job gone from Redis. It is not stored (there is no
+ * job to store it in); its id follows `last`, so that a client resuming after it is told 404.
+ */
+function lostEvent(last: string): JobEvent {
+  const [ms, seq] = last.split("-").map(BigInt);
+  return { id: `${ms}-${seq + 1n}`, type: "error", data: JOB_LOST_ERROR };
 }
 
 function resolveOptions(options: RedisJobQueueOptions): Resolved {

@@ -20,11 +20,15 @@
  * <p>:worker:<consumer>   STRING  heartbeat of one consumer, PX heartbeatTtlMs, refreshed while
  *                                 its instance lives; a pending entry whose consumer has no
  *                                 heartbeat is reclaimed by another worker
+ * <p>:reader:<instance>   STREAM  MAXLEN 1: XADDed to wake the instance's shared event reader
+ *                                 (a new SSE stream joins its XREAD); expires an hour after use
+ * <p>:model               STRING  the model the workers serve (published_model.ts): its
+ *                                 model.json and default decoding_t, JSON; no TTL
  * ```
  *
  * Expiry: the keys of a job share one PEXPIREAT — now + the alive TTL while the job runs (pushed
  * forward by every write), then `endedAt` + the retention once it ended. Only `<p>:jobs` (bounded by
- * the capacity) lives forever.
+ * the capacity) and `<p>:model` live forever.
  *
  * The scripts build per-job key names from a job id they read from `<p>:jobs`, so the layout needs
  * a single Redis (standalone or Sentinel), not Redis Cluster.
@@ -48,6 +52,8 @@ export type JobKeys = { readonly [K in keyof typeof JOB_KEY_SUFFIXES]: string };
 export interface RedisLayout {
   /** The jobs stream (`<prefix>:jobs`). */
   readonly jobs: string;
+  /** The model the workers publish (`<prefix>:model`). */
+  readonly model: string;
   /** Prefix of the job keys (`<prefix>:job:`); the Lua scripts append `<id>` and a suffix. */
   readonly jobPrefix: string;
   /** Prefix of the heartbeat keys (`<prefix>:worker:`). */
@@ -56,6 +62,8 @@ export interface RedisLayout {
   job(id: string): JobKeys;
   /** The heartbeat key of a consumer. */
   worker(consumer: string): string;
+  /** The wake stream of an instance's shared event reader. */
+  reader(instance: string): string;
 }
 
 /**
@@ -75,6 +83,7 @@ export function redisLayout(prefix: string): RedisLayout {
   const workerPrefix = `${prefix}:worker:`;
   return {
     jobs: `${prefix}:jobs`,
+    model: `${prefix}:model`,
     jobPrefix,
     workerPrefix,
     job(id) {
@@ -88,6 +97,7 @@ export function redisLayout(prefix: string): RedisLayout {
       };
     },
     worker: (consumer) => workerPrefix + consumer,
+    reader: (instance) => `${prefix}:reader:${instance}`,
   };
 }
 

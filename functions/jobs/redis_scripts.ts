@@ -26,6 +26,15 @@ local A = 6 -- a script's own arguments start at ARGV[A + 1]
 local TERMINAL = { done = true, error = true, cancelled = true }
 ${luaJobKeys()}
 
+local H = '[0-9a-f]'
+local JOB_ID = '^' .. H:rep(8) .. '%-' .. H:rep(4) .. '%-4' .. H:rep(3) .. '%-[89ab]' .. H:rep(3) ..
+  '%-' .. H:rep(12) .. '$'
+
+-- The form of the ids the queue gives out (JOB_ID_PATTERN in job_queue.ts).
+local function is_job_id(id)
+  return type(id) == 'string' and string.match(id, JOB_ID) ~= nil
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -37,6 +46,12 @@ local function id_after(a, b)
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am > bm or (am == bm and as > bs)
+end
+
+-- How long this Redis has run, to the second.
+local function redis_uptime_ms()
+  local info = redis.call('INFO', 'server')
+  return tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) * 1000
 end
 
 local function ensure_group()
@@ -161,22 +176,26 @@ return {size - running, running}`,
   /** entry, id, worker → 'ok' | 'skip' | 'lost' */
   take: `return start(ARGV[A + 1], ARGV[A + 2], ARGV[A + 3], false)`,
 
-  /** consumer, worker, claimIdleMs → {entry, id} | nil */
+  /** consumer, worker, claimIdleMs, graceMs → {entry, id} | nil */
   reclaim: `
 local consumer, worker, min_idle = ARGV[A + 1], ARGV[A + 2], tonumber(ARGV[A + 3])
+local grace = tonumber(ARGV[A + 4])
 local pending = redis.pcall('XPENDING', JOBS, GROUP, 'IDLE', min_idle, '-', '+', 100)
 if pending.err then return false end
 local found = false
 for _, p in ipairs(pending) do
   local entry, owner = p[1], p[2]
   if owner ~= consumer and redis.call('EXISTS', WORKER_PREFIX .. owner) == 0 then
+    -- Just after Redis (re)started nobody could have heartbeated while it was down: every
+    -- worker gets grace ms to beat again before its jobs look lost.
+    if redis_uptime_ms() < grace then break end
     local claimed = redis.call('XCLAIM', JOBS, GROUP, consumer, min_idle, entry)
     local fields = claimed[1] and claimed[1][2]
     local id = false
     if fields then
       for i = 1, #fields, 2 do if fields[i] == 'id' then id = fields[i + 1] end end
     end
-    if not id then
+    if not is_job_id(id) then
       drop_entry(entry)
     elseif start(entry, id, worker, true) == 'ok' then
       found = {entry, id}
@@ -218,6 +237,37 @@ if pending_owner(entry) ~= consumer then return 0 end
 drop_entry(entry)
 redis.call('DEL', job_keys(JOB_PREFIX, ARGV[A + 3]).image)
 return 1`,
+
+  /**
+   * entry, consumer, worker, id, status, event data, has video ('1' | '0'), bytes, contentType,
+   * format, n, n × (field, value), fields to delete… → 'ok' | 'ended' (an earlier call of this
+   * worker did it) | 'not_owner' (taken over or handed back: nothing written) | 'gone' (no record)
+   */
+  finish: `
+local entry, consumer, worker, id = ARGV[A + 1], ARGV[A + 2], ARGV[A + 3], ARGV[A + 4]
+local status, data = ARGV[A + 5], ARGV[A + 6]
+local k = job_keys(JOB_PREFIX, id)
+-- The pending entry is the fence: only the consumer that holds it writes the job's end.
+if pending_owner(entry) ~= consumer then
+  local f = redis.call('HMGET', k.record, 'status', 'worker')
+  if f[1] and TERMINAL[f[1]] and f[2] == worker then return 'ended' end
+  return 'not_owner'
+end
+if redis.call('EXISTS', k.record) == 0 then
+  drop_entry(entry)
+  return 'gone'
+end
+if ARGV[A + 7] == '1' then
+  redis.call('HSET', k.video, 'bytes', ARGV[A + 8], 'contentType', ARGV[A + 9], 'format', ARGV[A + 10])
+end
+local n = tonumber(ARGV[A + 11])
+for i = 0, n - 1 do redis.call('HSET', k.record, ARGV[A + 12 + 2 * i], ARGV[A + 13 + 2 * i]) end
+for i = A + 12 + 2 * n, #ARGV do redis.call('HDEL', k.record, ARGV[i]) end
+redis.call('HSET', k.record, 'status', status)
+add_event(k, status, data)
+drop_entry(entry)
+touch(k, now_ms(), true)
+return 'ok'`,
 
   /** entry, consumer, id → new position | nil (not ours, gone or ended) */
   release: `
@@ -273,6 +323,13 @@ else
   touch(k, now, false)
 end
 return 1`,
+
+  /** id → 'run' | 'cancel' | 'lost' (the record or the events stream is gone) */
+  check: `
+local k = job_keys(JOB_PREFIX, ARGV[A + 1])
+if redis.call('EXISTS', k.record, k.events) < 2 then return 'lost' end
+if redis.call('EXISTS', k.cancel) == 1 then return 'cancel' end
+return 'run'`,
 
   /** id, bytes, contentType, format → 1 | 0 (unknown job) */
   putVideo: `

@@ -5,15 +5,17 @@
  * `done` {video_url, format, bytes, seed, timings}, `error` {code, message} or `cancelled` {}.
  *
  * Cancellation is asked for through the queue (`DELETE`, a streaming client leaving, another
- * instance): the loop polls `queue.cancelRequested` and checks it at every step and decode chunk,
- * and aborts the job's `AbortSignal`, which the pipeline honours between steps, between decode
- * chunks and during the encode. Whatever goes wrong — a bad image found while decoding, a dead
+ * instance): the loop polls `queue.check` and checks it at every step and decode chunk, and aborts
+ * the job's `AbortSignal`, which the pipeline honours between steps, between decode chunks and
+ * during the encode. The same poll tells it when the job is gone from a shared store (evicted,
+ * flushed): the job is given up the same way, with nothing left to publish to. Whatever goes wrong — a bad image found while decoding, a dead
  * inference worker, ffmpeg failing, the store failing — the job ends with a terminal event and the
  * loop takes the next one: no job is left hanging.
  *
  * Each transition is one log line (`getLog("job")`): `job_started` (worker, attempt, time queued,
  * frames, steps, size), then `job_done` (timings), `job_failed` (code and the error), or
- * `job_cancelled`; `job_released` when a draining worker hands a job back.
+ * `job_cancelled`; `job_released` when a draining worker hands a job back; `job_lost` when the
+ * job vanished from the store.
  *
  * @example
  * ```ts
@@ -38,9 +40,13 @@ import { errorMessage, formatDuration, getLog, type Log } from "../logging.ts";
 import {
   type ClaimedJob,
   isTerminal,
+  JOB_LOST_ERROR,
+  type JobCheck,
+  type JobEnding,
   type JobEventType,
   type JobQueue,
   type JobStatus,
+  StoreUnavailableError,
 } from "./job_queue.ts";
 
 /** How a job ended. */
@@ -70,6 +76,11 @@ export interface WorkerLoopOptions {
   readonly log?: Log;
   /** Prefix of the worker names given to `take` (default `worker-<pid>`). */
   readonly name?: string;
+  /**
+   * How long the end of a job (clip, record, terminal event, acknowledgement) is retried while
+   * the store is unavailable, in milliseconds (default 10 minutes).
+   */
+  readonly storeRetryMs?: number;
 }
 
 /** Options of {@linkcode WorkerLoop.stop}. */
@@ -96,6 +107,8 @@ export class WorkerLoop {
   readonly #inFlight = new Map<string, AbortController>();
   /** Jobs stopped at the drain deadline to be handed back rather than cancelled. */
   readonly #releasing = new Set<string>();
+  /** Aborted when `stop` runs out of time: endings still retried through an outage give up. */
+  readonly #abandon = new AbortController();
   readonly #log: Log;
   #slots: Promise<void>[] = [];
 
@@ -135,7 +148,9 @@ export class WorkerLoop {
       if (options.atDeadline === "release") this.#releasing.add(id);
       controller.abort(new Error("the service is shutting down"));
     }
-    return await within(all, Math.max(0, drainMs - cancelAfterMs));
+    const stopped = await within(all, Math.max(0, drainMs - cancelAfterMs));
+    if (!stopped) this.#abandon.abort(new Error("the worker loop ran out of time to stop"));
+    return stopped;
   }
 
   async #slot(worker: string): Promise<void> {
@@ -165,6 +180,11 @@ export class WorkerLoop {
     const controller = new AbortController();
     const started = performance.now();
     let outcome: JobOutcome | "released" = "error";
+    /** How the job ended, recorded in `finally` (undefined when released). */
+    let ending: JobEnding | undefined;
+    /** A finished clip, kept until its ending is recorded (through a store outage if need be). */
+    let result: VideoJobResult | undefined;
+    let startedAt = Date.now();
     let published: Promise<unknown> = Promise.resolve();
     /** Events go out in order; one that cannot be stored is logged, the job goes on. */
     let settled = false;
@@ -182,12 +202,17 @@ export class WorkerLoop {
         })
       );
     };
-    const checkCancel = () => {
-      queue.cancelRequested(id).then(
-        (requested) => requested && controller.abort(new Error("cancellation requested")),
-        () => {},
-      );
+    /** Set when the job vanished from the store: it is given up, with nothing left to record. */
+    let lost = false;
+    const stopIf = (check: JobCheck) => {
+      if (check === "cancel") controller.abort(new Error("cancellation requested"));
+      if (check === "lost" && !controller.signal.aborted) {
+        lost = true;
+        controller.abort(new Error("the job is gone from the job store"));
+      }
     };
+    // A store that fails for a moment stops nothing: the next poll asks again.
+    const checkCancel = () => void queue.check(id).then(stopIf, () => {});
 
     if (isTerminal(job.record.status)) { // cancelled while queued (a shared store's race)
       await queue.complete(job).catch(() => {});
@@ -196,8 +221,8 @@ export class WorkerLoop {
     this.#inFlight.set(id, controller);
     const poll = setInterval(checkCancel, this.#options.cancelPollMs ?? 250);
     try {
-      if (await queue.cancelRequested(id)) controller.abort(new Error("cancelled before start"));
-      const startedAt = Date.now();
+      stopIf(await queue.check(id));
+      startedAt = Date.now();
       await queue.update(id, { status: "running", startedAt, worker });
       const p = request.params;
       const queuedMs = Math.max(0, startedAt - job.record.createdAt);
@@ -219,7 +244,7 @@ export class WorkerLoop {
         },
       );
       let lastElapsedMs = 0;
-      const result = await this.#options.run(job.image, request, {
+      result = await this.#options.run(job.image, request, {
         signal: controller.signal,
         onEvent: (event: VideoJobEvent) => {
           switch (event.type) {
@@ -256,13 +281,25 @@ export class WorkerLoop {
         },
       });
       settled = true;
-      await this.#finishDone(job, startedAt, result, published);
+      await published;
       outcome = "done";
+      ending = this.#doneEnding(job, startedAt, result);
     } catch (error) {
       settled = true;
       await published;
       if (this.#releasing.has(id)) {
         outcome = "released"; // handed back in `finally`: no terminal event
+      } else if (lost) {
+        // Its record and events are gone (evicted, flushed): nothing to publish to. Its readers
+        // get an `error` event job_lost from the queue; the ending below only acknowledges it.
+        this.#log.error(`job ${id} is gone from the job store ${progress}; it was given up`, {
+          event: "job_lost",
+          generation: id,
+          worker,
+          at: progress,
+          running_ms: Math.round(performance.now() - started),
+        });
+        ending = errorEnding(JOB_LOST_ERROR);
       } else if (error instanceof GenerationCancelledError || controller.signal.aborted) {
         outcome = "cancelled";
         const reason = errorMessage(controller.signal.reason ?? error);
@@ -278,24 +315,9 @@ export class WorkerLoop {
             reason,
           },
         );
-        await this.#finish(id, "cancelled", {});
+        ending = { status: "cancelled", data: {}, patch: { finishedAt: Date.now() } };
       } else {
-        const failure = jobError(error);
-        // A bad input (a 4xx in the error table) is the client's; anything else the service's.
-        const level = describeError(error, "job").status < 500 ? "warning" : "error";
-        this.#log[level](
-          `job ${id} failed (${failure.code}) ${progress}: ${errorMessage(error)}`,
-          {
-            event: "job_failed",
-            generation: id,
-            worker,
-            code: failure.code,
-            at: progress,
-            running_ms: Math.round(performance.now() - started),
-            error: errorMessage(error),
-          },
-        );
-        await this.#finish(id, "error", failure, { error: failure });
+        ending = errorEnding(this.#logFailure(worker, id, progress, started, error));
       }
     } finally {
       clearInterval(poll);
@@ -317,34 +339,146 @@ export class WorkerLoop {
         );
       } else {
         this.#releasing.delete(id);
-        await queue.complete(job).catch((error) =>
-          this.#log.error(`job ${id} could not be acknowledged: ${errorMessage(error)}`, {
-            event: "complete_failed",
-            generation: id,
-            error: errorMessage(error),
-          })
-        );
+        ending ??= errorEnding(jobError(undefined));
+        try {
+          await this.#record(job, ending);
+          if (outcome === "done") this.#logDone(id, startedAt, job.record.createdAt, result!);
+        } catch (error) {
+          // Not the store's fault (a clip the store refuses): the job fails instead.
+          outcome = "error";
+          await this.#record(
+            job,
+            errorEnding(this.#logFailure(worker, id, progress, started, error)),
+          )
+            .catch((again) =>
+              this.#log.error(`job ${id} could not be marked failed: ${errorMessage(again)}`, {
+                event: "finish_failed",
+                generation: id,
+                error: errorMessage(again),
+              })
+            );
+        }
         observer?.jobFinished(outcome, (performance.now() - started) / 1000);
       }
     }
   }
 
-  async #finishDone(
-    job: ClaimedJob,
-    startedAt: number,
-    result: VideoJobResult,
-    published: Promise<unknown>,
-  ): Promise<void> {
+  /**
+   * Records `ending` through `queue.finish`, retrying while the store is unavailable (with
+   * backoff, for up to `storeRetryMs`): a job that ran to its end is not thrown away, nor run
+   * again, because Redis was away as it finished. The clip stays in memory meanwhile, and the
+   * job stays held by this worker (whose heartbeat goes on), so nobody reclaims it. When the
+   * store stays away longer, the job is handed back to run again once the store is back.
+   *
+   * @throws what `finish` throws other than {@linkcode StoreUnavailableError}.
+   */
+  async #record(job: ClaimedJob, ending: JobEnding): Promise<void> {
     const { queue } = this.#options;
+    const id = job.record.id;
+    const began = performance.now();
+    const limitMs = this.#options.storeRetryMs ?? DEFAULT_STORE_RETRY_MS;
+    for (let attempt = 1;; attempt++) {
+      let recorded: "finished" | "dropped";
+      try {
+        recorded = await queue.finish(job, ending);
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        const waited = performance.now() - began;
+        if (waited >= limitMs || this.#abandon.signal.aborted) {
+          this.#log.error(
+            `job ${id} could not be marked ${ending.status}: the job store was unavailable for ` +
+              `${formatDuration(waited)}; it is handed back to run again: ${errorMessage(error)}`,
+            {
+              event: "finish_failed",
+              generation: id,
+              status: ending.status,
+              error: errorMessage(error),
+            },
+          );
+          await queue.release(job).catch(() => {});
+          return;
+        }
+        if (attempt === 1) {
+          this.#log.warning(
+            `job ${id} is ${ending.status} but the job store is unavailable; retrying for up ` +
+              `to ${formatDuration(limitMs)}: ${errorMessage(error)}`,
+            {
+              event: "finish_retrying",
+              generation: id,
+              status: ending.status,
+              error: errorMessage(error),
+            },
+          );
+        }
+        await sleep(
+          Math.min(STORE_RETRY_FIRST_MS * 2 ** (attempt - 1), STORE_RETRY_MAX_MS),
+          this.#abandon.signal,
+        );
+        continue;
+      }
+      if (attempt > 1) {
+        const ms = Math.round(performance.now() - began);
+        this.#log.info(
+          `job ${id}: its ${ending.status} was recorded after ${
+            formatDuration(ms)
+          } of store outage`,
+          {
+            event: "finish_recorded",
+            generation: id,
+            status: ending.status,
+            waited_ms: ms,
+          },
+        );
+      }
+      if (recorded === "dropped" && ending.data !== JOB_LOST_ERROR) {
+        this.#log.warning(
+          `job ${id} was no longer this worker's to end (taken over or gone); its ${ending.status} ` +
+            "was not recorded",
+          { event: "finish_dropped", generation: id, status: ending.status },
+        );
+      }
+      return;
+    }
+  }
+
+  #doneEnding(job: ClaimedJob, startedAt: number, result: VideoJobResult): JobEnding {
     const { id, createdAt } = job.record;
-    await queue.putVideo(id, {
-      bytes: result.bytes,
-      contentType: result.contentType,
-      format: result.format,
-    });
-    await published;
     const t = result.timings;
-    const queuedMs = Math.max(0, startedAt - createdAt);
+    return {
+      status: "done",
+      data: {
+        video_url: (this.#options.videoUrl ?? defaultVideoUrl)(id),
+        format: result.format,
+        bytes: result.bytes.length,
+        seed: result.seed,
+        width: result.width,
+        height: result.height,
+        frames: result.frames,
+        fps: result.fps,
+        timings: {
+          queued_ms: Math.max(0, startedAt - createdAt),
+          preparing_ms: t.preparingMs,
+          conditioning_ms: t.conditioningMs,
+          sampling_ms: t.samplingMs,
+          decoding_ms: t.decodingMs,
+          encoding_ms: t.encodingMs,
+          total_ms: t.totalMs,
+        },
+      },
+      patch: {
+        finishedAt: Date.now(),
+        video: {
+          format: result.format,
+          bytes: result.bytes.length,
+          contentType: result.contentType,
+        },
+      },
+      video: { bytes: result.bytes, contentType: result.contentType, format: result.format },
+    };
+  }
+
+  #logDone(id: string, startedAt: number, createdAt: number, result: VideoJobResult): void {
+    const t = result.timings;
     this.#log.info(
       `job ${id} done in ${formatDuration(t.totalMs)} (sampling ${formatDuration(t.samplingMs)}, ` +
         `decoding ${formatDuration(t.decodingMs)}, encoding ${formatDuration(t.encodingMs)}): ` +
@@ -358,7 +492,7 @@ export class WorkerLoop {
         width: result.width,
         height: result.height,
         seed: result.seed,
-        queued_ms: queuedMs,
+        queued_ms: Math.max(0, startedAt - createdAt),
         preparing_ms: t.preparingMs,
         conditioning_ms: t.conditioningMs,
         sampling_ms: t.samplingMs,
@@ -367,50 +501,49 @@ export class WorkerLoop {
         total_ms: t.totalMs,
       },
     );
-    await this.#finish(id, "done", {
-      video_url: (this.#options.videoUrl ?? defaultVideoUrl)(id),
-      format: result.format,
-      bytes: result.bytes.length,
-      seed: result.seed,
-      width: result.width,
-      height: result.height,
-      frames: result.frames,
-      fps: result.fps,
-      timings: {
-        queued_ms: queuedMs,
-        preparing_ms: t.preparingMs,
-        conditioning_ms: t.conditioningMs,
-        sampling_ms: t.samplingMs,
-        decoding_ms: t.decodingMs,
-        encoding_ms: t.encodingMs,
-        total_ms: t.totalMs,
-      },
-    }, {
-      video: { format: result.format, bytes: result.bytes.length, contentType: result.contentType },
-    });
   }
 
-  /** Record first, then the terminal event: a client that sees the event finds the status. */
-  async #finish(
+  /** Logs a failed job (`job_failed`) and returns its `error` event. */
+  #logFailure(
+    worker: string,
     id: string,
-    status: JobOutcome,
-    data: Record<string, unknown>,
-    patch: Record<string, unknown> = {},
-  ): Promise<void> {
-    const { queue } = this.#options;
-    try {
-      await queue.update(id, { status, finishedAt: Date.now(), ...patch });
-      await queue.publish(id, status, data);
-    } catch (error) {
-      this.#log.error(`job ${id} could not be marked ${status}: ${errorMessage(error)}`, {
-        event: "finish_failed",
+    progress: string,
+    started: number,
+    error: unknown,
+  ): { code: string; message: string } {
+    const failure = jobError(error);
+    // A bad input (a 4xx in the error table) is the client's; anything else the service's.
+    const level = describeError(error, "job").status < 500 ? "warning" : "error";
+    this.#log[level](
+      `job ${id} failed (${failure.code}) ${progress}: ${errorMessage(error)}`,
+      {
+        event: "job_failed",
         generation: id,
-        status,
+        worker,
+        code: failure.code,
+        at: progress,
+        running_ms: Math.round(performance.now() - started),
         error: errorMessage(error),
-      });
-    }
+      },
+    );
+    return failure;
   }
 }
+
+/** The ending of a failed job. */
+function errorEnding(failure: { code: string; message: string }): JobEnding {
+  return {
+    status: "error",
+    data: failure,
+    patch: { finishedAt: Date.now(), error: { code: failure.code, message: failure.message } },
+  };
+}
+
+/** How long an ending is retried through a store outage, by default: 10 minutes. */
+export const DEFAULT_STORE_RETRY_MS = 10 * 60_000;
+/** First and longest wait between tries of an ending. */
+const STORE_RETRY_FIRST_MS = 250;
+const STORE_RETRY_MAX_MS = 2000;
 
 function defaultVideoUrl(id: string): string {
   return `/v1/generations/${encodeURIComponent(id)}/video`;

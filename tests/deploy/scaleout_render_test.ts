@@ -165,6 +165,8 @@ Deno.test("k8s-scaleout: a ScaledObject with redis-streams triggers on the jobs 
   assert.equal(scaled.apiVersion, "keda.sh/v1alpha1");
   assert.equal(spec.minReplicaCount, 0);
   assert.equal(spec.maxReplicaCount, 6);
+  // A fresh install's worker stays up long enough to publish its model for the API.
+  assert.ok((scaled.spec as { initialCooldownPeriod: number }).initialCooldownPeriod >= 600);
   assert.equal(spec.scaleTargetRef.name, "svd-stream-worker");
   const [queued, jobs] = triggers(scaled);
   assert.equal(queued.type, "redis-streams");

@@ -40,6 +40,11 @@ export interface ContractTarget {
   readonly name: string;
   readonly store: () => Promise<ContractStore>;
   readonly permissions: Deno.TestDefinition["permissions"];
+  /**
+   * An event id far after `id` in this queue's id order, one it never gave out (a stale or crafted
+   * `Last-Event-ID`).
+   */
+  readonly idBeyond: (id: string) => string;
   /** Why the suite cannot run here (a missing redis-server), or undefined. */
   readonly skip?: string;
 }
@@ -190,6 +195,27 @@ export function jobQueueContract(target: ContractTarget): void {
     assert.deepEqual(types, ["queued", "done"]);
   });
 
+  test("events() after an id beyond the newest event resume from the end: the next events follow, then the stream ends", async (store) => {
+    const api = await store.queue();
+    const worker = await store.queue();
+    const { id } = await api.submit(REQUEST, IMAGE);
+    const job = await worker.take("gpu", AbortSignal.timeout(3000));
+    const started = await worker.publish(id, "started", {});
+    // The signal would end the stream after 30 s; the terminal event must end it well before.
+    const reading = collect(
+      api.events(id, target.idBeyond(started.id), AbortSignal.timeout(30_000)),
+    );
+    await pause(300);
+    const step = await worker.publish(id, "step", { step: 1 });
+    const done = await worker.publish(id, "done", {});
+    await worker.complete(job!);
+    const live = await bounded(reading, 10_000, "the stream resumed beyond its end");
+    assert.deepEqual(live.map((e) => e.id), [step.id, done.id]);
+
+    const after = api.events(id, target.idBeyond(done.id), AbortSignal.timeout(30_000));
+    assert.deepEqual(await bounded(collect(after), 5000, "the finished stream beyond its end"), []);
+  });
+
   test("events() stop when their signal aborts", async (store) => {
     const queue = await store.queue();
     const { id } = await queue.submit(REQUEST, IMAGE);
@@ -304,6 +330,77 @@ export function jobQueueContract(target: ContractTarget): void {
       [],
     );
     await assert.rejects(queue.publish("no-such-job", "step", {}), RangeError);
+  });
+
+  test("treats an id it did not give out (a real id with a key suffix, a pattern, a path) as unknown", async (store) => {
+    const queue = await store.queue();
+    const { id } = await queue.submit(REQUEST, IMAGE);
+    const job = await queue.take("gpu", AbortSignal.timeout(3000));
+    assert.equal(job?.record.id, id);
+    await queue.putVideo(id, { bytes: IMAGE, contentType: "video/mp4", format: "mp4" });
+    // Each would name another key of the job, or other keys, if it reached a key name.
+    const crafted = [
+      `${id}:events`,
+      `${id}:image`,
+      `${id}:video`,
+      `${id}:cancel`,
+      id.toUpperCase(),
+      `${id} `,
+      `${id}\n`,
+      `../${id}`,
+      "*",
+      "",
+    ];
+    for (const bad of crafted) {
+      const what = JSON.stringify(bad);
+      assert.equal(await queue.get(bad), undefined, `get(${what})`);
+      assert.equal(await queue.position(bad), undefined, `position(${what})`);
+      assert.equal(await queue.cancelRequested(bad), false, `cancelRequested(${what})`);
+      assert.equal(await queue.getVideo(bad), undefined, `getVideo(${what})`);
+      assert.deepEqual(
+        await collect(queue.events(bad, undefined, AbortSignal.timeout(2000))),
+        [],
+        `events(${what})`,
+      );
+      await assert.rejects(queue.publish(bad, "step", {}), RangeError, `publish(${what})`);
+      await queue.update(bad, { status: "error" });
+      await queue.putVideo(bad, { bytes: new Uint8Array(3), contentType: "x", format: "mp4" });
+      assert.equal(await queue.requestCancel(bad), undefined, `requestCancel(${what})`);
+    }
+    // The real job is as it was.
+    const record = await queue.get(id);
+    assert.equal(record?.status, "queued");
+    assert.equal(await queue.cancelRequested(id), false);
+    assert.deepEqual((await queue.getVideo(id))?.bytes, IMAGE);
+    const events = await collect(queue.events(id, undefined, AbortSignal.timeout(300)));
+    assert.deepEqual(events.map((e) => e.type), ["queued"]);
+  });
+
+  test("check() tells a running job's worker to run, to cancel, or that the job is lost", async (store) => {
+    const queue = await store.queue();
+    const { id } = await queue.submit(REQUEST, IMAGE);
+    const job = await queue.take("gpu", AbortSignal.timeout(3000));
+    assert.equal(job?.record.id, id);
+    assert.equal(await queue.check(id), "run");
+    await queue.requestCancel(id);
+    assert.equal(await queue.check(id), "cancel");
+    assert.equal(await queue.check(crypto.randomUUID()), "lost", "a job the store does not have");
+    assert.equal(await queue.check(`${id}:events`), "lost", "not a job id");
+  });
+
+  test("events() resumed on a job the store does not have end with an error event job_lost", async (store) => {
+    const queue = await store.queue();
+    const { id } = await queue.submit(REQUEST, IMAGE);
+    const [queued] = await collect(queue.events(id, undefined, AbortSignal.timeout(300)));
+    const gone = crypto.randomUUID();
+    const events = await bounded(
+      collect(queue.events(gone, queued.id, AbortSignal.timeout(30_000))),
+      5000,
+      "the stream of a job that is gone",
+    );
+    assert.deepEqual(events.map((e) => [e.type, e.data.code]), [["error", "job_lost"]]);
+    assert.notEqual(events[0].id, queued.id);
+    assert.deepEqual(await collect(queue.events(gone, undefined, AbortSignal.timeout(300))), []);
   });
 
   test("close() ends a waiting take and a live stream, then refuses work", async (store) => {

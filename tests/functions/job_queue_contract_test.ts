@@ -18,6 +18,7 @@ const RETENTION_MS = 60_000;
 jobQueueContract({
   name: "MemoryJobQueue",
   permissions: "none",
+  idBeyond: (id) => String(Number(id) + 1000),
   store() {
     let queue: MemoryJobQueue | undefined;
     const store: ContractStore = {
@@ -39,6 +40,8 @@ jobQueueContract({
   name: "RedisJobQueue",
   skip: redisServerMissing,
   permissions: { net: ["127.0.0.1"], run: true, read: true },
+  // An hour later in Redis's clock than the entry id `ms-seq`.
+  idBeyond: (id) => `${BigInt(id.split("-")[0]) + 3_600_000n}-0`,
   async store() {
     const server = await RedisServer.start();
     const queues: JobQueue[] = [];

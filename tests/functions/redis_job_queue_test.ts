@@ -37,12 +37,15 @@ const FAST = {
   connectTimeoutMs: 2000,
 } as const;
 
-/** A test that needs `redis-server`: loopback only; it runs redis-server (and deno for a worker). */
+/**
+ * A test that needs `redis-server`: loopback only; it runs redis-server (and deno for a worker),
+ * which keeps its data in a temp folder when persistent.
+ */
 function redisTest(name: string, fn: () => Promise<void>): void {
   Deno.test({
     name,
     ignore: redisServerMissing !== undefined,
-    permissions: { net: ["127.0.0.1"], run: true, read: true },
+    permissions: { net: ["127.0.0.1"], run: true, read: true, write: true },
     fn,
   });
 }
@@ -424,3 +427,112 @@ redisTest("an aborted take or event stream returns at once, and loses no job", a
     await closeAll(queue, other);
   }
 });
+
+redisTest(
+  "readers of one job at different positions each get every event after their own, once",
+  async () => {
+    await using server = await RedisServer.start();
+    const api = await connect(server, { blockMs: 2000 });
+    const worker = await connect(server);
+    try {
+      const { id } = await api.submit(REQUEST, IMAGE);
+      const early = await worker.publish(id, "started", {});
+      const published = [early];
+      for (let step = 1; step <= 3; step++) {
+        published.push(
+          await worker.publish(id, "step", { step }),
+        );
+      }
+      const from = [undefined, early.id, published[2].id, published[3].id];
+      const readers = from.map((after) =>
+        collect(api.events(id, after, AbortSignal.timeout(30_000)))
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300)); // all waiting on one read now
+      // More than a read's batch, so that some readers fall behind the shared read.
+      for (let step = 4; step <= 80; step++) {
+        published.push(await worker.publish(id, "step", { step }));
+      }
+      published.push(await worker.publish(id, "done", {}));
+      const got = await bounded(Promise.all(readers), 20_000, "the four readers");
+      const ids = published.map((e) => e.id);
+      assert.deepEqual(got[0].map((e) => e.id).slice(1), ids, "from the start");
+      assert.deepEqual(got[1].map((e) => e.id), ids.slice(1), "after started");
+      assert.deepEqual(got[2].map((e) => e.id), ids.slice(3), "after step 2");
+      assert.deepEqual(got[3].map((e) => e.id), ids.slice(4), "after step 3");
+    } finally {
+      await closeAll(api, worker);
+    }
+  },
+);
+
+redisTest(
+  "finish() writes a job's end only while its worker holds it: one taken over for lost records nothing",
+  async () => {
+    await using server = await RedisServer.start();
+    // Alive, but heartbeating only every 20 s: once its heartbeat key is gone it looks dead.
+    const slow = await connect(server, { heartbeatTtlMs: 60_000 });
+    const other = await connect(server);
+    const inspector = createClient({ url: server.url });
+    inspector.on("error", () => {});
+    await inspector.connect();
+    try {
+      const { id } = await slow.submit(REQUEST, IMAGE);
+      const job = await slow.take("slow", AbortSignal.timeout(3000));
+      assert.ok(job);
+      await slow.update(id, { status: "running", startedAt: Date.now(), worker: "slow" });
+      const beats = await inspector.sendCommand(["KEYS", "svd:worker:slow@*"]) as string[];
+      await inspector.sendCommand(["DEL", ...beats]);
+      await new Promise((resolve) => setTimeout(resolve, 2 * FAST.claimIdleMs));
+      const again = await other.take("other", AbortSignal.timeout(3000));
+      assert.equal(again?.record.id, id, "taken over");
+
+      const ending = {
+        status: "done",
+        data: { bytes: 3 },
+        patch: { finishedAt: Date.now() },
+        video: { bytes: new Uint8Array(3), contentType: "video/mp4", format: "mp4" },
+      } as const;
+      assert.equal(await slow.finish(job, ending), "dropped");
+      assert.equal((await other.get(id))?.status, "queued", "the new run's record is untouched");
+      assert.equal(await other.getVideo(id), undefined);
+      const types = (await collect(other.events(id, undefined, AbortSignal.timeout(300))))
+        .map((e) => e.type);
+      assert.deepEqual(types, ["queued", "queued"], "no done event");
+
+      assert.equal(await other.finish(again, ending), "finished");
+      assert.equal((await slow.get(id))?.status, "done");
+      assert.deepEqual((await slow.getVideo(id))?.bytes, new Uint8Array(3));
+      assert.deepEqual(await slow.stats(), { queued: 0, running: 0 });
+      assert.equal(await other.finish(again, ending), "dropped", "once");
+    } finally {
+      await closeAll(slow, other);
+      inspector.destroy();
+    }
+  },
+);
+
+redisTest(
+  "after Redis restarts with its data, a worker gets time to heartbeat again before its job is reclaimed",
+  async () => {
+    await using server = await RedisServer.start({ persistent: true });
+    const gone = await connect(server, { commandTimeoutMs: 300 });
+    let other: RedisJobQueue | undefined;
+    try {
+      const { id } = await gone.submit(REQUEST, IMAGE);
+      assert.ok(await gone.take("gone", AbortSignal.timeout(3000)));
+      await server.stop();
+      await gone.close(); // dies during the outage: its heartbeat key expires in Redis's clock
+      await new Promise((resolve) => setTimeout(resolve, 2 * FAST.heartbeatTtlMs));
+      await server.restart();
+      other = await connect(server);
+      // Its heartbeat has expired and its entry is idle, but Redis has just started: not yet.
+      assert.equal(await other.take("other", AbortSignal.timeout(200)), undefined);
+      // Past the grace (the larger of claimIdleMs and the heartbeat TTL, to Redis's second).
+      const again = await other.take("other", AbortSignal.timeout(10_000));
+      assert.equal(again?.record.id, id);
+      assert.equal(again.record.attempts, 2);
+    } finally {
+      await closeAll(gone, other);
+    }
+  },
+);
