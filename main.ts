@@ -57,6 +57,7 @@ import { healthRoutes } from "./functions/routes/health.ts";
 import { readServerConfig, type ServerConfig } from "./functions/server_config.ts";
 import { ensureDemoModel } from "./pipeline/cli/demo_model.ts";
 import type { SamplingDefaults } from "./pipeline/config/mod.ts";
+import { ImagePool } from "./pipeline/image/image_pool.ts";
 import type { ModelManifest } from "./pipeline/model_json/mod.ts";
 import { serviceDecodingT } from "./pipeline/plan/service_decoding_t.ts";
 import { InferenceClient, type Provider, readModelDirectory } from "./pipeline/runtime/mod.ts";
@@ -98,6 +99,8 @@ export async function main(config: ServerConfig): Promise<void> {
     claimIdleMs: config.redisClaimIdleMs,
   });
   const queue: JobQueue = redis ?? new MemoryJobQueue(queueOptions);
+  // Every image is checked at the door and prepared for its job in here, off the main thread.
+  const imagePool = new ImagePool();
   // ORT_PROVIDER is resolved on the first load (auto: CUDA, then CPU; an explicit provider that
   // cannot load fails the start); a restart after a worker crash reuses the provider in use.
   let provider: Provider | undefined;
@@ -160,6 +163,12 @@ export async function main(config: ServerConfig): Promise<void> {
       apiToken: config.apiToken,
       maxUploadBytes: config.maxUploadBytes,
       maxPixels: config.maxPixels,
+      imagePool,
+      maxConcurrentUploads: config.maxConcurrentUploads,
+      bodyIdleMs: config.bodyIdleSeconds * 1000,
+      bodyTimeoutMs: config.bodyTimeoutSeconds * 1000,
+      queueCapacity: queueOptions.capacity,
+      retryAfterSeconds: queueOptions.retryAfterSeconds,
       heartbeatMs: config.heartbeatSeconds * 1000,
       draining: isDraining,
     });
@@ -206,6 +215,7 @@ export async function main(config: ServerConfig): Promise<void> {
     queue,
     slots: config.slots,
     run: videoJobRunner({
+      images: imagePool,
       networks: () => engine!.acquire(),
       model: modelConstants(local!.manifest.config),
       maxPixels: config.maxPixels,
@@ -288,6 +298,7 @@ export async function main(config: ServerConfig): Promise<void> {
     await queue.close();
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
     await engine?.close().catch(() => {});
+    await imagePool.close();
     clearTimeout(deadline);
     const ms = Math.round(performance.now() - began);
     log.info(

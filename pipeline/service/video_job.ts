@@ -1,16 +1,19 @@
 /**
  * One generation as a service runs it, without HTTP: uploaded image bytes and a validated request
  * (the `GenerationRequest` every surface produces) in, progress events and the encoded clip's
- * bytes out. Composes what `deno task i2v` composes — `prepareImage` → `generateVideo` →
+ * bytes out. Composes what `deno task i2v` composes — `prepareImage` (in an `ImagePool`'s worker,
+ * off the main thread, so the event loop of the HTTP process stays free) → `generateVideo` →
  * `watermarkFrames` (sgm's invisible watermark, unless the request says `watermark: false`) →
  * `encodeVideo` — with the clip written to a temporary file (ffmpeg writes files atomically) and
  * read back.
  *
  * @example
  * ```ts
+ * import { ImagePool } from "../image/image_pool.ts";
  * import { runVideoJob } from "./video_job.ts";
  * const request = parseRequest({ format: "mp4", preview: "none" }, { surface: "http", model, sampling });
  * const clip = await runVideoJob(png, request, {
+ *   images: new ImagePool(),
  *   networks: client,
  *   model: modelConstants(config),
  *   maxPixels: 16e6,
@@ -28,7 +31,8 @@ import {
   type ModelConstants,
   type NetworkRunner,
 } from "../generate.ts";
-import { prepareImage } from "../image/prepare_image.ts";
+import type { ImageRequestOptions } from "../image/image_pool.ts";
+import type { PreparedImage, PrepareImageOptions } from "../image/prepare_image.ts";
 import type { ClipFormat, GenerationRequest } from "../request/mod.ts";
 import { encodeVideo } from "../video/mod.ts";
 import { watermarkFrames } from "../watermark/watermark_frames.ts";
@@ -69,8 +73,18 @@ export interface VideoJobResult {
   readonly timings: VideoJobTimings;
 }
 
+/** What a job needs of an `ImagePool`: `prepareImage` off the main thread. */
+export interface ImagePreparer {
+  prepare(
+    bytes: Uint8Array,
+    options: PrepareImageOptions & ImageRequestOptions,
+  ): Promise<PreparedImage>;
+}
+
 /** Options of {@linkcode runVideoJob}. */
 export interface VideoJobOptions {
+  /** Decodes, sizes and tensorises the image off the main thread (the service's `ImagePool`). */
+  readonly images: ImagePreparer;
   readonly networks: NetworkRunner;
   readonly model: ModelConstants;
   /** Largest width × height of the uploaded image, checked on its header before decoding. */
@@ -101,12 +115,14 @@ export async function runVideoJob(
   const emit = options.onEvent ?? (() => {});
   const started = performance.now();
 
-  // 1. The image at the model's size (the header's pixel count is checked before decoding).
-  const prepared = await prepareImage(image, {
+  // 1. The image at the model's size, in an image worker (the header's pixel count is checked
+  //    before decoding; a 16 Mpx decode would stall every other request on this thread).
+  const prepared = await options.images.prepare(image, {
     width: params.width,
     height: params.height,
     policy: request.size,
     maxPixels: options.maxPixels,
+    signal,
   });
   const preparedAt = performance.now();
 
@@ -176,6 +192,7 @@ export type VideoJobRunner = (
  * `InferenceEngine`'s `acquire`, which replaces a dead worker) and runs {@linkcode runVideoJob}.
  */
 export function videoJobRunner(options: {
+  readonly images: ImagePreparer;
   readonly networks: () => Promise<NetworkRunner>;
   readonly model: ModelConstants;
   readonly maxPixels: number;
@@ -183,6 +200,7 @@ export function videoJobRunner(options: {
 }): VideoJobRunner {
   return async (image, request, { signal, onEvent }) =>
     runVideoJob(image, request, {
+      images: options.images,
       networks: await options.networks(),
       model: options.model,
       maxPixels: options.maxPixels,

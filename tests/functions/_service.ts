@@ -13,6 +13,7 @@ import { Metrics } from "../../functions/metrics.ts";
 import type { UploadModel } from "../../functions/multipart.ts";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
+import { ImagePool } from "../../pipeline/image/image_pool.ts";
 import { modelConstants } from "../../pipeline/generate.ts";
 import { InferenceClient, readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import { InferenceEngine } from "../../pipeline/service/inference_engine.ts";
@@ -48,6 +49,8 @@ export interface TestService extends AsyncDisposable {
   readonly app: Hono;
   readonly queue: MemoryJobQueue;
   readonly loop: WorkerLoop;
+  /** Checks uploads at the door and prepares the model's jobs' images. */
+  readonly imagePool: ImagePool;
   readonly metrics: Metrics;
   readonly model: UploadModel;
   /** Present with `run: "model"`. */
@@ -71,6 +74,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     retryAfterSeconds: () => 7,
   });
   const maxPixels = options.maxPixels ?? 16e6;
+  const imagePool = new ImagePool();
   let engine: InferenceEngine<InferenceClient> | undefined;
   let run: VideoJobRunner;
   if (options.run === undefined || options.run === "model") {
@@ -78,6 +82,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     engine = started;
     await started.acquire();
     run = videoJobRunner({
+      images: imagePool,
       networks: () => started.acquire(),
       model: modelConstants(manifest.config),
       maxPixels,
@@ -103,6 +108,9 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     apiToken: options.apiToken,
     maxUploadBytes: options.maxUploadBytes ?? 20 * 1024 * 1024,
     maxPixels,
+    imagePool,
+    queueCapacity: slots + (options.queueSize ?? 8),
+    retryAfterSeconds: () => 7,
     heartbeatMs: options.heartbeatMs ?? 15_000,
     log,
     jobLog: log,
@@ -112,6 +120,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     app,
     queue,
     loop,
+    imagePool,
     metrics,
     model,
     engine,
@@ -120,6 +129,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
       await loop.stop({ drainMs: 60_000, cancelAfterMs: 0 });
       await queue.close();
       await engine?.close();
+      await imagePool.close();
     },
   };
 }
