@@ -34,6 +34,7 @@
 import { Hono } from "hono";
 import { createApp } from "./functions/app.ts";
 import { errorResponse, routeNotFound } from "./functions/errors.ts";
+import { serveHttp } from "./functions/http_server.ts";
 import { requestLog } from "./functions/middleware/request_log.ts";
 import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
@@ -225,31 +226,34 @@ export async function main(config: ServerConfig): Promise<void> {
   const modelName = local?.manifest.name ?? "(as the workers publish it)";
 
   const started = performance.now();
-  const server = Deno.serve({
+  // node:http, not Deno.serve: a stalled upload's connection must be closable (http_server.ts).
+  const server = await serveHttp((request, env) => app.fetch(request, env), {
     hostname: config.host,
     port: config.port,
-    onListen: ({ hostname, port }) =>
-      log.info(
-        `listening on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port} ` +
-          `(role ${role}, ${shared ? "Redis" : "in-memory"} queue, model ${modelName}, ` +
-          `${config.slots} slot${config.slots === 1 ? "" : "s"}${
-            config.apiToken !== undefined ? ", token required" : ""
-          })${works ? "; loading the model…" : ""}`,
-        {
-          event: "start",
-          hostname,
-          port,
-          role,
-          queue: shared ? "redis" : "memory",
-          model: local?.manifest.name ?? null,
-          model_dir: local?.dir ?? null,
-          provider: config.provider,
-          slots: config.slots,
-          queue_size: config.queueSize,
-          auth: config.apiToken !== undefined,
-        },
-      ),
-  }, (request, info) => app.fetch(request, info));
+  });
+  {
+    const { hostname, port } = server.addr;
+    log.info(
+      `listening on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port} ` +
+        `(role ${role}, ${shared ? "Redis" : "in-memory"} queue, model ${modelName}, ` +
+        `${config.slots} slot${config.slots === 1 ? "" : "s"}${
+          config.apiToken !== undefined ? ", token required" : ""
+        })${works ? "; loading the model…" : ""}`,
+      {
+        event: "start",
+        hostname,
+        port,
+        role,
+        queue: shared ? "redis" : "memory",
+        model: local?.manifest.name ?? null,
+        model_dir: local?.dir ?? null,
+        provider: config.provider,
+        slots: config.slots,
+        queue_size: config.queueSize,
+        auth: config.apiToken !== undefined,
+      },
+    );
+  }
   // A worker tells the API processes which model it serves, with its default decoding_t.
   const publication = works && redis
     ? keepModelPublished(redis, {
@@ -297,6 +301,7 @@ export async function main(config: ServerConfig): Promise<void> {
     // instances; open event streams end and their clients resume elsewhere with Last-Event-ID.
     await queue.close();
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
+    server.closeAll();
     await engine?.close().catch(() => {});
     await imagePool.close();
     clearTimeout(deadline);

@@ -9,9 +9,9 @@
  *   time spent waiting for the client counts: while the handler works on what it has (the stream
  *   is pulled, never pushed), no clock runs against the client.
  *
- * A body left unread when the response goes out (refused early, cut off, timed out) is cancelled
- * just after it, which makes Deno close the connection: a client that stalls mid-body holds
- * nothing once it has its answer.
+ * A body left unread when the response goes out (refused early, cut off, timed out) has its
+ * connection closed after the response (`close_unread_body.ts`): a client that stalls mid-body
+ * holds nothing once it has its answer.
  *
  * @example
  * ```ts
@@ -26,7 +26,7 @@
 
 import type { MiddlewareHandler } from "hono";
 import { HttpError } from "../errors.ts";
-import { cancelAfterResponse } from "./close_unread_body.ts";
+import { cancelAfterResponse, servedByNodeAdapter } from "./close_unread_body.ts";
 
 /** Limits of {@linkcode bodyLimit}. */
 export interface BodyLimits {
@@ -48,12 +48,21 @@ export function bodyLimit(limits: BodyLimits): MiddlewareHandler {
       throw tooLarge(declared, limits.maxBytes);
     }
     const body = new LimitedBody(source, limits);
-    // The same request (headers, client signal) with the limited stream as its body.
-    c.req.raw = new Request(c.req.raw, { body: body.stream, duplex: "half" } as RequestInit);
+    // The same request (headers, client signal) with the limited stream as its body; built from
+    // its parts, as a server adapter's request may be Request-like rather than a Request.
+    const raw = c.req.raw;
+    c.req.raw = new Request(raw.url, {
+      method: raw.method,
+      headers: raw.headers,
+      signal: raw.signal,
+      body: body.stream,
+      duplex: "half",
+    } as RequestInit);
     try {
       await next();
     } finally {
-      body.settle();
+      // On the Node adapter, the adapter closes an unfinished body's connection itself.
+      if (!servedByNodeAdapter(c)) body.settle();
     }
   };
 }
@@ -81,8 +90,8 @@ class LimitedBody {
   }
 
   /**
-   * Called once the response is decided: a source not read to its end is cancelled just after
-   * the response is sent (which closes the connection), so a stalled client keeps nothing.
+   * Called once the response is decided (on `Deno.serve`): a source not read to its end is
+   * cancelled just after the response is sent, which closes the connection.
    */
   settle(): void {
     if (!this.#finished) cancelAfterResponse(this.#reader);

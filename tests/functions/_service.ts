@@ -36,6 +36,10 @@ export interface TestServiceOptions {
   readonly heartbeatMs?: number;
   readonly maxUploadBytes?: number;
   readonly maxPixels?: number;
+  /** Upload limits (the app's defaults otherwise). */
+  readonly maxConcurrentUploads?: number;
+  readonly bodyIdleMs?: number;
+  readonly bodyTimeoutMs?: number;
   readonly retentionMs?: number;
   readonly cancelPollMs?: number;
   /** Overrides the engine's readiness (fake runners have no engine). */
@@ -109,6 +113,9 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     maxUploadBytes: options.maxUploadBytes ?? 20 * 1024 * 1024,
     maxPixels,
     imagePool,
+    maxConcurrentUploads: options.maxConcurrentUploads,
+    bodyIdleMs: options.bodyIdleMs,
+    bodyTimeoutMs: options.bodyTimeoutMs,
     queueCapacity: slots + (options.queueSize ?? 8),
     retryAfterSeconds: () => 7,
     heartbeatMs: options.heartbeatMs ?? 15_000,
