@@ -1,7 +1,7 @@
 /**
  * SVD image-to-video, end to end, as sgm's `simple_video_sample.py` does it: conditioning, the EDM
  * sampler with per-frame classifier-free guidance, chunked temporal decoding. The networks run
- * behind a {@linkcode NetworkRunner} (an inference Worker in production), so this function only
+ * behind a {@linkcode NetworkRunner} (an inference process in production), so this function only
  * orchestrates; every step reads like the reference.
  *
  * diffusers: `StableVideoDiffusionPipeline.__call__`.
@@ -29,7 +29,7 @@ import {
 } from "./sampling/mod.ts";
 import { formatDims, type Tensor, tensor } from "./tensor.ts";
 
-/** Runs one of the four graphs (the inference Worker's client implements it). */
+/** Runs one of the four graphs (the inference process's client implements it). */
 export interface NetworkRunner {
   run(graph: GraphName, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
 }
@@ -213,7 +213,7 @@ export async function generateVideo(options: GenerateOptions): Promise<Generated
     });
     return applyGuidance(denoiserOutput(out, x, sigma), guidance);
   };
-  // Previews are encoded while the next UNet call runs in the worker, in step order.
+  // Previews are encoded while the next UNet call runs in the inference process, in step order.
   let previews: Promise<void> = Promise.resolve();
   const latent = await sampleEulerEdm(denoise, initialLatent(noise, sigmas[0]), sigmas, {
     signal,
@@ -278,7 +278,7 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   }
 }
 
-/** Resolves after pending I/O callbacks (so a queued worker request is sent first). */
+/** Resolves after pending I/O callbacks (so a queued inference request is sent first). */
 function nextTask(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }

@@ -1,8 +1,8 @@
 /**
  * Keeps one inference client warm for a long-running service: started once (the warm load), handed
- * to every job, and replaced when its worker dies — in the background right after a crash, or at
+ * to every job, and replaced when its process dies — in the background right after a crash, or at
  * the latest by the next {@linkcode InferenceEngine.acquire}. A job that was running on the dead
- * worker fails on its own (its pending `run` rejects with `InferenceWorkerError`); the engine only
+ * process fails on its own (its pending `run` rejects with `InferenceWorkerError`); the engine only
  * makes sure the next job gets a live one.
  *
  * @example
