@@ -33,6 +33,7 @@ import {
   type ProcessResponse,
   serializeError,
 } from "./_process_protocol.ts";
+import { enlargeStdioPipes } from "./_pipe_size.ts";
 import { OnnxSession } from "./onnx_session.ts";
 
 if (import.meta.main) await serve();
@@ -43,6 +44,7 @@ async function serve(): Promise<void> {
   console.info = console.error;
   console.debug = console.error;
   dieWithParent();
+  enlargeStdioPipes();
   const reader = new FrameReader(Deno.stdin.readable);
   const writer = new FrameWriter(Deno.stdout.writable);
   const sessions = new Map<GraphName, OnnxSession>();

@@ -10,6 +10,8 @@
  * - `unet`: the full-size UNet on the CPU provider, one CFG-batched step (one JSON line).
  * - `gpu`: the one-shot GPU benchmark (full-size SVD-XT, fp16, 576×1024, 25×25; one JSON line);
  *   on an offline GPU host it runs from `bench/gpu/run.sh` (docs/gpu.md).
+ * - `ipc`: what the inference process's pipe costs per UNet call and decoder chunk, against the
+ *   Worker thread it replaced (no compute; SVD-XT's and SVD's full-size tensors).
  * - `image-prep`: the main thread's worst stall and `/healthz` latency while a 16 Mpx PNG, a
  *   16 Mpx progressive JPEG and an upscale to 2048² are prepared, on the main thread and in an
  *   `ImagePool` worker, with the peak RSS of one preparation.
@@ -27,6 +29,7 @@ const BENCHES: Record<string, () => Promise<(args: string[]) => Promise<void>>> 
   unet: async () => (await import("./unet_cpu.ts")).unetCpu,
   gpu: async () => (await import("./gpu.ts")).gpuBench,
   "image-prep": async () => (await import("./image_prep.ts")).imagePrep,
+  ipc: async () => (await import("./ipc.ts")).ipc,
 };
 
 const [name, ...args] = Deno.args;
