@@ -13,9 +13,12 @@ import type { SamplingParams, SvdConfig } from "./config/mod.ts";
 import {
   cfgUnetFeeds,
   splitCfgFeeds,
+  type UnetBatch,
   type UnetFeeds,
   type VideoConditioning,
 } from "./conditioning/cfg_batch.ts";
+
+export type { UnetBatch } from "./conditioning/cfg_batch.ts";
 import { microConditioningVector } from "./conditioning/micro_conditioning.ts";
 import type { GraphName } from "./model_json/mod.ts";
 import { chunkFrames, toUint8Frames } from "./decode/frames.ts";
@@ -122,9 +125,6 @@ export interface GenerateOptions {
   readonly unetBatch?: UnetBatch;
 }
 
-/** One UNet call per step on the CFG batch (`cfg`), or one per video (`split`). */
-export type UnetBatch = "cfg" | "split";
-
 /** Wall-clock split of a generation, in milliseconds. */
 export interface GenerationTimings {
   readonly conditioningMs: number;
@@ -212,7 +212,8 @@ export async function generateVideo(options: GenerateOptions): Promise<Generated
   const c = await condition(networks, image, condAugNoise, params, model.microConditioningOutdim);
   const conditioned = performance.now();
 
-  // 3. EDM sampling with per-frame guidance, one batched [uncond; cond] UNet call per step.
+  // 3. EDM sampling with per-frame guidance, one batched [uncond; cond] UNet call per step (or
+  //    one per video with unetBatch "split": the same result, half the UNet's memory).
   const sigmas = edmSigmas(params.numSteps, model);
   const guidance = params.guider === "triangle"
     ? triangleFrameGuidance(frames, { minScale: params.minGuidance, maxScale: params.maxGuidance })

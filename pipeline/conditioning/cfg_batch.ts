@@ -15,6 +15,15 @@ import { vScalingEdmCNoise } from "../sampling/denoiser_scaling.ts";
 
 const f32 = Math.fround;
 
+/** How a step's CFG batch reaches the UNet (the sampler's `unetBatch` option). */
+export const UNET_BATCHES = ["cfg", "split"] as const;
+
+/**
+ * `cfg`: one UNet call on `[uncond; cond]` (2T rows, as sgm and diffusers do); `split`: two calls
+ * of one video each ({@linkcode splitCfgFeeds}), about half the UNet's activation memory.
+ */
+export type UnetBatch = (typeof UNET_BATCHES)[number];
+
 /** The conditioner's output for one video (sgm's `c`). */
 export interface VideoConditioning {
   /** `[1, 1, D]` CLIP image embedding of the clean image (or `[T, 1, D]`, one row per frame). */

@@ -39,6 +39,7 @@
  * @module
  */
 
+import type { UnetBatch } from "../conditioning/cfg_batch.ts";
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import { graphPrecision } from "../convert/convert.ts";
@@ -80,7 +81,10 @@ export interface GraphActivations {
 
 /** The plan: bytes per component and in total. */
 export interface MemoryPlan {
-  readonly request: Omit<PlanRequest, "config"> & { readonly model: string };
+  readonly request: Omit<PlanRequest, "config" | "unetBatch"> & {
+    readonly model: string;
+    readonly unetBatch: UnetBatch;
+  };
   /** CUDA context and per-session handles, or the process base on the CPU. */
   readonly runtimeBytes: number;
   /** Weights per graph. */
@@ -160,6 +164,7 @@ export function planMemory(request: PlanRequest): MemoryPlan {
       width: request.width,
       height: request.height,
       decodingT: request.decodingT,
+      unetBatch: request.unetBatch ?? "cfg",
     },
     runtimeBytes: runtime,
     weightBytes,
