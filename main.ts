@@ -57,6 +57,12 @@ import {
 } from "./pipeline/runtime/provider.ts";
 import { missingProviderLibraries } from "./pipeline/runtime/provider_libraries.ts";
 import { InferenceEngine } from "./pipeline/service/inference_engine.ts";
+import {
+  type JobCost,
+  jobCost,
+  type JobShape,
+  resolveJobLimits,
+} from "./pipeline/service/job_cost.ts";
 import { videoJobRunner } from "./pipeline/service/video_job.ts";
 
 const log = getLog("service");
@@ -78,12 +84,49 @@ export async function main(config: ServerConfig): Promise<void> {
     gpuMemoryGb: config.gpuMemoryGb,
     probeGpu: works,
   });
-  const decodingLine = `default decoding_t ${decoding.decodingT} (${decoding.source}${
-    decoding.note ? `: ${decoding.note}` : ""
-  })`;
+  const decodingLine = `default decoding_t ${decoding.decodingT}${
+    decoding.unetBatch === "split" ? ", the CFG batch split into two UNet calls" : ""
+  } (${decoding.source}${decoding.note ? `: ${decoding.note}` : ""})`;
   if (decoding.fits === false) log.warning(decodingLine, { event: "decoding_t", ...decoding });
   else log.info(decodingLine, { event: "decoding_t", ...decoding });
   const sampling = { ...modelConfig.sampling, decodingT: decoding.decodingT };
+  // Admission by cost (issue 13): the limits every request's cost and planned memory must fit.
+  const limits = resolveJobLimits({
+    maxJobCost: config.maxJobCost,
+    maxJobMemoryGb: config.maxJobMemoryGb,
+    provider: config.provider,
+    gpuBudgetBytes: decoding.budget?.bytes,
+  });
+  log.info(
+    `job limits: cost ${limits.maxCost.toLocaleString("en-US")} (frames × pixels × steps), ` +
+      `planned memory ${
+        (limits.maxMemoryBytes / 1024 ** 3).toFixed(2)
+      } GiB (${limits.memorySource})`,
+    {
+      event: "job_limits",
+      max_cost: limits.maxCost,
+      max_memory_bytes: limits.maxMemoryBytes,
+      memory_source: limits.memorySource,
+    },
+  );
+  const jobModel = { config: modelConfig, precision: manifest.precision };
+  /** A job's cost on the provider in use (the CPU's until the model is loaded). */
+  const costOf = (shape: JobShape) => jobCost(shape, jobModel, provider ?? "cpu", limits);
+  /** `use` of a cost, or `fallback` where the plan cannot say (it then must not fail the job). */
+  const fromCost = <T>(shape: JobShape, use: (cost: JobCost) => T, fallback: T): T => {
+    try {
+      return use(costOf(shape));
+    } catch {
+      return fallback;
+    }
+  };
+  const defaultShape: JobShape = {
+    frames: sampling.numFrames,
+    width: sampling.width,
+    height: sampling.height,
+    steps: sampling.numSteps,
+    decodingT: sampling.decodingT,
+  };
   const metrics = new Metrics();
   const queueOptions = {
     capacity: config.slots + config.queueSize,
@@ -136,13 +179,18 @@ export async function main(config: ServerConfig): Promise<void> {
       // The first load is told by the ready line, or by load_failed.
       if (notice.type === "loaded" && !notice.restart) return;
       if (notice.type === "load_failed" && provider === undefined) return;
+      const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
       const message = notice.type === "loaded"
-        ? `inference worker restarted in ${formatDuration(notice.ms)}`
+        ? `inference process restarted in ${formatDuration(notice.ms)}`
         : notice.type === "worker_stopped"
-        ? `inference worker stopped (${notice.reason}): ${notice.message}`
+        ? `inference process stopped (${notice.reason}): ${notice.message}`
+        : notice.type === "recycling"
+        ? `inference process recycled after a large job: its resident memory grew from ${
+          gib(notice.rssBeforeBytes)
+        } to ${gib(notice.rssAfterBytes)}`
         : `the model could not be loaded: ${notice.message}`;
       const fields = { event: `inference_${notice.type}`, ...notice };
-      if (notice.type === "loaded") log.info(message, fields);
+      if (notice.type === "loaded" || notice.type === "recycling") log.info(message, fields);
       else log.error(message, fields);
     },
   );
@@ -172,9 +220,18 @@ export async function main(config: ServerConfig): Promise<void> {
     queue,
     slots: config.slots,
     run: videoJobRunner({
-      networks: () => engine.acquire(),
+      engine,
       model: modelConstants(modelConfig),
       maxPixels: config.maxPixels,
+      // The CFG batch is split where only that fits the memory limit (an L4 for SVD-XT).
+      unetBatch: (shape) => fromCost(shape, (cost) => cost.unetBatch, "cfg"),
+      // Larger than the model's default request by the plan: the memory it leaves is returned.
+      largeJob: (shape) =>
+        fromCost(
+          shape,
+          (cost) => cost.memoryBytes > 1.2 * costOf(defaultShape).memoryBytes,
+          true,
+        ),
     }),
     observer: metrics,
   });

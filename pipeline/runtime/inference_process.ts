@@ -17,7 +17,9 @@
  * 3. client → `stats`; process → `stats` with its resident set size.
  * 4. client → `release`; the process frees its sessions, answers `released` and exits. It also
  *    exits when its stdin ends (the client is gone) and, on Linux, is killed by the kernel when the
- *    process that started it dies (`PR_SET_PDEATHSIG`), even in the middle of a network call.
+ *    process that started it dies (`PR_SET_PDEATHSIG`), even in the middle of a network call. It
+ *    ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the whole process group): the service
+ *    decides when it ends.
  *
  * stdout carries only frames: `console.log` and friends are sent to stderr here.
  *
@@ -45,6 +47,9 @@ async function serve(): Promise<void> {
   console.debug = console.error;
   dieWithParent();
   enlargeStdioPipes();
+  // Ctrl-C in a terminal signals the whole process group: the service drains and then closes
+  // this process, which must not die under a running job first. It dies with its parent anyway.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, () => {});
   const reader = new FrameReader(Deno.stdin.readable);
   const writer = new FrameWriter(Deno.stdout.writable);
   const sessions = new Map<GraphName, OnnxSession>();
