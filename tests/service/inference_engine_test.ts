@@ -60,9 +60,9 @@ function fakeEngine() {
 
 Deno.test("InferenceEngine.use() recycles the process after a large job that grew its memory by more than 20 %", async () => {
   const { engine, clients, notices } = fakeEngine();
-  const first = await engine.use(async (client) => {
+  const first = await engine.use((client) => {
     client.rssBytes = 400 * MIB; // the arena took a large job's peak
-    return client;
+    return Promise.resolve(client);
   }, { large: () => true });
   assert.equal(first.closed, true, "the grown process was closed");
   const next = await engine.acquire();
@@ -79,8 +79,9 @@ Deno.test("InferenceEngine.use() recycles the process after a large job that gre
 
 Deno.test("InferenceEngine.use() keeps the process after a small job, a large one that did not grow it, or growth under 64 MiB", async () => {
   const { engine, clients } = fakeEngine();
-  const grow = (bytes: number) => async (client: FakeClient) => {
+  const grow = (bytes: number) => (client: FakeClient) => {
     client.rssBytes += bytes;
+    return Promise.resolve();
   };
   await engine.use(grow(1000 * MIB), { large: () => false }); // grew, but not a large job
   await engine.use(grow(0), { large: () => true }); // large, nothing grew
@@ -99,8 +100,9 @@ Deno.test("InferenceEngine: a recycle waits for the other jobs on the process; n
     new Promise<FakeClient>((resolve) => releaseOther = () => resolve(client))
   );
   await new Promise((resolve) => setTimeout(resolve, 0));
-  await engine.use(async (client) => {
+  await engine.use((client) => {
     client.rssBytes = 500 * MIB;
+    return Promise.resolve();
   }, { large: () => true });
   assert.equal(clients[0].closed, false, "still used by the other job");
   let acquired: FakeClient | undefined;
