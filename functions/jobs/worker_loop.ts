@@ -36,7 +36,7 @@ import type {
   VideoJobResult,
   VideoJobRunner,
 } from "../../pipeline/service/video_job.ts";
-import { FfmpegError, FfmpegNotFoundError } from "../../pipeline/video/mod.ts";
+import { FfmpegError, FfmpegNotFoundError, FfmpegTimeoutError } from "../../pipeline/video/mod.ts";
 import { errorMessage, formatDuration, getLog, type Log } from "../logging.ts";
 import {
   type ClaimedJob,
@@ -436,6 +436,12 @@ export function describeJobError(error: unknown): { code: string; message: strin
     return { code: error.code, message: error.message };
   }
   if (error instanceof ParameterError) return { code: "invalid_parameter", message: error.message };
+  if (error instanceof FfmpegTimeoutError) {
+    return {
+      code: "encoding_timed_out",
+      message: "The video encoder did not finish in the time allowed for this clip and was stopped",
+    };
+  }
   if (error instanceof FfmpegError || error instanceof FfmpegNotFoundError) {
     return { code: "encoding_failed", message: "The video could not be encoded" };
   }

@@ -98,6 +98,8 @@ export interface VideoJobOptions {
    * the size generated (the size policy may change it): see `jobCost`.
    */
   readonly unetBatch?: UnetBatch | ((shape: GeneratedShape) => UnetBatch);
+  /** ffmpeg's time, in milliseconds (default scaled to the clip: `encodeTimeoutMs`). */
+  readonly encodeTimeoutMs?: number;
 }
 
 /** The size of a generation as it runs (after the size policy). */
@@ -118,6 +120,7 @@ export interface GeneratedShape {
  * @throws {GenerationCancelledError} when `signal` aborts
  * @throws {InferenceWorkerError} when the inference worker dies
  * @throws {FfmpegError | FfmpegNotFoundError} when the encode fails
+ * @throws {FfmpegTimeoutError} when ffmpeg hangs past its time and is killed
  */
 export async function runVideoJob(
   image: Uint8Array,
@@ -176,6 +179,7 @@ export async function runVideoJob(
       out: `${dir}/clip.${format}`,
       crf: spec.crf,
       signal,
+      timeoutMs: options.encodeTimeoutMs,
     });
     const bytes = await Deno.readFile(encoded.path);
     const finished = performance.now();
@@ -219,7 +223,10 @@ export interface JobEngine {
 
 /** Options of {@linkcode videoJobRunner}: where the networks come from, and each job's options. */
 export type VideoJobRunnerOptions =
-  & Pick<VideoJobOptions, "model" | "maxPixels" | "tempDir" | "unetBatch">
+  & Pick<
+    VideoJobOptions,
+    "model" | "maxPixels" | "tempDir" | "unetBatch" | "encodeTimeoutMs"
+  >
   & (
     | {
       /** The network runner for each job (e.g. an `InferenceEngine`'s `acquire`). */
@@ -249,6 +256,7 @@ export function videoJobRunner(options: VideoJobRunnerOptions): VideoJobRunner {
         maxPixels: options.maxPixels,
         tempDir: options.tempDir,
         unetBatch: options.unetBatch,
+        encodeTimeoutMs: options.encodeTimeoutMs,
         signal,
         onEvent: (event) => {
           if (event.type === "started") {
