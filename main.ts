@@ -133,6 +133,8 @@ export async function main(config: ServerConfig): Promise<void> {
     retentionMs: config.retentionSeconds * 1000,
     // A slot frees up after about one generation.
     retryAfterSeconds: () => Math.ceil(metrics.meanGenerationSeconds ?? 10),
+    // The worker loop counts the jobs it ran; the queue those it cancelled before any worker.
+    onCancelledWhileQueued: () => metrics.cancelledWhileQueued(),
   };
   const shared = config.redisUrl !== undefined;
   const queue: JobQueue = config.redisUrl === undefined
@@ -362,6 +364,7 @@ async function connectRedis(
     retentionMs: number;
     claimIdleMs: number;
     retryAfterSeconds: () => number;
+    onCancelledWhileQueued: () => void;
   },
 ): Promise<RedisJobQueue> {
   for (let attempt = 1;; attempt++) {

@@ -71,6 +71,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     capacity: slots + (options.queueSize ?? 8),
     retentionMs: options.retentionMs ?? 60_000,
     retryAfterSeconds: () => 7,
+    onCancelledWhileQueued: () => metrics.cancelledWhileQueued(),
   });
   const maxPixels = options.maxPixels ?? 16e6;
   let engine: InferenceEngine<InferenceClient> | undefined;
