@@ -63,6 +63,7 @@ import {
   type JobShape,
   resolveJobLimits,
 } from "./pipeline/service/job_cost.ts";
+import { clearStaleTempDirs, ProcessTempDir } from "./pipeline/service/temp_dirs.ts";
 import { videoJobRunner } from "./pipeline/service/video_job.ts";
 
 const log = getLog("service");
@@ -218,6 +219,8 @@ export async function main(config: ServerConfig): Promise<void> {
       modelName: manifest.name,
       draining: () => draining,
     });
+  // Clips are encoded in this process's own temporary folder; what killed processes left goes.
+  const temp = works ? await startTempDir() : undefined;
   const loop = new WorkerLoop({
     queue,
     slots: config.slots,
@@ -225,6 +228,7 @@ export async function main(config: ServerConfig): Promise<void> {
       engine,
       model: modelConstants(modelConfig),
       maxPixels: config.maxPixels,
+      tempDir: temp?.path,
       // The CFG batch is split where only that fits the memory limit (an L4 for SVD-XT).
       unetBatch: (shape) => fromCost(shape, (cost) => cost.unetBatch, "cfg"),
       // Larger than the model's default request by the plan: the memory it leaves is returned.
@@ -299,6 +303,7 @@ export async function main(config: ServerConfig): Promise<void> {
     await queue.close();
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
     await engine.close().catch(() => {});
+    await temp?.close();
     clearTimeout(deadline);
     const ms = Math.round(performance.now() - began);
     log.info(
@@ -351,6 +356,23 @@ export async function main(config: ServerConfig): Promise<void> {
     });
     Deno.exit(1);
   }
+}
+
+/**
+ * Clears the temporary folders killed service processes left (logged when there were any) and
+ * takes this process's own.
+ */
+async function startTempDir(): Promise<ProcessTempDir> {
+  const { removed } = await clearStaleTempDirs();
+  if (removed.length > 0) {
+    log.info(
+      `removed ${removed.length} temporary folder${
+        removed.length === 1 ? "" : "s"
+      } left by killed processes`,
+      { event: "temp_cleared", removed },
+    );
+  }
+  return await ProcessTempDir.create();
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * A hung ffmpeg does not hold the only slot: the service on the demo model with `FFMPEG_PATH`
  * pointing at an encoder that never finishes. The job ends with `error` `encoding_timed_out`
- * once its (here shortened) time is up, nothing is left in the temporary folder, and the next job
+ * once its (here shortened) time is up, and the next job
  * runs with the real ffmpeg.
  */
 
