@@ -233,6 +233,7 @@ export async function main(config: ServerConfig): Promise<void> {
       unetBatch: (shape) => fromCost(shape, (cost) => cost.unetBatch, "cfg"),
       // Larger than the model's default request by the plan: the memory it leaves is returned.
       largeJob: (shape) =>
+        config.inferenceRecycle &&
         fromCost(
           shape,
           (cost) => cost.memoryBytes > 1.2 * costOf(defaultShape).memoryBytes,

@@ -141,7 +141,8 @@ export class InferenceEngine<C extends EngineClient = EngineClient> {
         const done = new Promise<void>((r) => resolve = r);
         this.#retiring = { client, done, resolve };
       }
-      if (this.#retiring?.client === client && users === 0) await this.#retire();
+      // In the background: the job's result need not wait for the old process to exit.
+      if (this.#retiring?.client === client && users === 0) void this.#retire();
     }
   }
 

@@ -31,6 +31,7 @@ Deno.test({
       gpuMemoryGb: undefined,
       maxJobCost: 25 * 1024 * 576 * 50,
       maxJobMemoryGb: undefined,
+      inferenceRecycle: true,
     });
   },
 });
@@ -58,6 +59,7 @@ Deno.test({
       GPU_MEMORY_GB: "22.4",
       MAX_JOB_COST: "1e9",
       MAX_JOB_MEMORY_GB: "18.5",
+      INFERENCE_RECYCLE: "Off",
     }));
     assert.deepEqual(config, {
       port: 0,
@@ -78,6 +80,7 @@ Deno.test({
       gpuMemoryGb: 22.4,
       maxJobCost: 1e9,
       maxJobMemoryGb: 18.5,
+      inferenceRecycle: false,
     });
   },
 });
@@ -203,6 +206,10 @@ Deno.test({
           'MAX_JOB_MEMORY_GB = "16GB" is not a number: allowed 0.1..65536',
         ],
         [{ MAX_JOB_MEMORY_GB: "0" }, 'MAX_JOB_MEMORY_GB = "0" is out of range: allowed 0.1..65536'],
+        [
+          { INFERENCE_RECYCLE: "sometimes" },
+          'INFERENCE_RECYCLE = "sometimes" is not supported: allowed on | off',
+        ],
       ] as const
     ) {
       if (problem === undefined) {
