@@ -23,6 +23,8 @@
  *   measured 2.1 / 5.2 GiB at `decoding_t` 2 / 8; the per-frame slope of the decoder 0.59 GiB
  *   planned, 0.51 GiB measured. The plan is high on the CPU (ORT fuses and re-lays out nodes
  *   there), which is the safe side for admission.
+ * - **UNet batch**: the CFG batch of 2·frames per call, or one video of `frames` with
+ *   `unetBatch: "split"` (the sampler's two calls per step): about half the UNet's arena.
  * - **Runtime** (assumption, to be replaced by a measurement with `deno task bench gpu`): CUDA
  *   context with lazily loaded cuBLAS/cuDNN kernels 768 MiB, plus 128 MiB per session (cuBLAS
  *   workspace, cuDNN handle, stream). On the CPU: Deno, ONNX Runtime and the JS side of a
