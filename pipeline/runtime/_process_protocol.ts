@@ -62,7 +62,9 @@ export type ProcessRequest =
   /** Test hook: die as a crash would (an uncaught error, an exit, abort(), a segfault). */
   | { readonly type: "crash"; readonly kind: CrashKind; readonly message: string }
   /** Test hook: hold the process's thread in native code for `seconds`, as a long network call does. */
-  | { readonly type: "block"; readonly seconds: number };
+  | { readonly type: "block"; readonly seconds: number }
+  /** Test hook: write `text` to file descriptor 1 from native code, as ONNX Runtime may. */
+  | { readonly type: "print"; readonly text: string };
 
 /** Messages from the inference process to the client. */
 export type ProcessResponse =

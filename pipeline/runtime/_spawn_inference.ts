@@ -33,18 +33,25 @@ export interface InferenceProcess {
  * Starts the inference process: `deno run --allow-read --allow-ffi --allow-env` (reading the model
  * and the npm packages, loading ONNX Runtime's addon, and ORT's and CUDA's variables), no network,
  * no writes, no subprocesses. Its environment is ours (so `LD_LIBRARY_PATH`, `CUDA_VISIBLE_DEVICES`
- * and `ORT_*` reach it) plus our PID, which it uses to die with us.
+ * and `ORT_*` reach it) plus our PID, which it uses to die with us. It runs under the project's
+ * `deno.json`, or the one `SVD_DENO_CONFIG` names (with `--cached-only` when
+ * `SVD_DENO_CACHED_ONLY=1`): the GPU benchmark's host has only `bench/gpu/deno.json`'s packages.
  *
  * Call it on the main thread: on Linux the child is killed when the thread that started it ends.
  */
 export function spawnInferenceProcess(): InferenceProcess {
   const env: Record<string, string> = { SVD_INFERENCE_PARENT_PID: String(Deno.pid) };
+  // The project's config unless the process runs under another (the GPU bench's bench/gpu/deno.json
+  // with its own onnxruntime-node): SVD_DENO_CONFIG, and SVD_DENO_CACHED_ONLY=1 for an offline host.
+  const config = Deno.env.get("SVD_DENO_CONFIG") || fileURLToPath(CONFIG);
+  const cachedOnly = Deno.env.get("SVD_DENO_CACHED_ONLY") === "1";
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--quiet",
       "--no-prompt",
-      `--config=${fileURLToPath(CONFIG)}`,
+      `--config=${config}`,
+      ...(cachedOnly ? ["--cached-only"] : []),
       "--allow-read",
       "--allow-ffi",
       "--allow-env",

@@ -335,6 +335,11 @@ export class InferenceClient implements AsyncDisposable {
     this.#send({ type: "block", seconds });
   }
 
+  /** Test hook: makes the process's native code write `text` to its stdout (descriptor 1). */
+  printForTesting(text: string): void {
+    this.#send({ type: "print", text });
+  }
+
   #send(message: ProcessRequest, tensors?: Record<string, Tensor>): void {
     // A write fails only when the process is gone, which its exit reports.
     this.#process.writer.write(message, tensors).catch(() => {});

@@ -21,7 +21,9 @@
  *    ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the whole process group): the service
  *    decides when it ends.
  *
- * stdout carries only frames: `console.log` and friends are sent to stderr here.
+ * stdout carries only frames: `console.log` and friends are sent to stderr here, and native code
+ * that prints to file descriptor 1 (ONNX Runtime does, in places) reaches stderr too
+ * (`_stdio_pipes.ts`).
  *
  * @module
  */
@@ -35,7 +37,7 @@ import {
   type ProcessResponse,
   serializeError,
 } from "./_process_protocol.ts";
-import { enlargeStdioPipes } from "./_pipe_size.ts";
+import { protocolStdout } from "./_stdio_pipes.ts";
 import { OnnxSession } from "./onnx_session.ts";
 
 if (import.meta.main) await serve();
@@ -46,12 +48,13 @@ async function serve(): Promise<void> {
   console.info = console.error;
   console.debug = console.error;
   dieWithParent();
-  enlargeStdioPipes();
+  // Frames go out on a private copy of stdout: what native code prints goes to stderr.
+  const output = protocolStdout();
   // Ctrl-C in a terminal signals the whole process group: the service drains and then closes
   // this process, which must not die under a running job first. It dies with its parent anyway.
   for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, () => {});
   const reader = new FrameReader(Deno.stdin.readable);
-  const writer = new FrameWriter(Deno.stdout.writable);
+  const writer = new FrameWriter(output);
   const sessions = new Map<GraphName, OnnxSession>();
   const send = (message: ProcessResponse, tensors = {}) => writer.write(message, tensors);
   while (true) {
@@ -93,6 +96,15 @@ async function serve(): Promise<void> {
       case "crash":
         crash(request.kind, request.message);
         break;
+      case "print": {
+        // As native code printing to stdout does (ONNX Runtime's std::cout).
+        using libc = libcSymbols({
+          write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+        });
+        const bytes = new TextEncoder().encode(request.text);
+        libc.symbols.write(1, bytes, BigInt(bytes.length));
+        break;
+      }
       case "block": {
         using libc = libcSymbols({ sleep: { parameters: ["u32"], result: "u32" } });
         libc.symbols.sleep(request.seconds);

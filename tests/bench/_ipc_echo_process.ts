@@ -6,12 +6,10 @@
  */
 
 import { FrameReader, FrameWriter } from "../../pipeline/runtime/_process_protocol.ts";
-import { enlargeStdioPipes } from "../../pipeline/runtime/_pipe_size.ts";
-
-enlargeStdioPipes(); // as the inference process does
+import { protocolStdout } from "../../pipeline/runtime/_stdio_pipes.ts";
 
 const reader = new FrameReader(Deno.stdin.readable);
-const writer = new FrameWriter(Deno.stdout.writable);
+const writer = new FrameWriter(protocolStdout()); // as the inference process does
 while (true) {
   const frame = await reader.next<{ id: number; dims: number[] }>();
   if (!frame) break;

@@ -12,7 +12,7 @@
 
 import { parseArgs } from "node:util";
 import type { GraphName } from "../../pipeline/model_json/mod.ts";
-import type { NetworkRunner } from "../../pipeline/generate.ts";
+import { modelConstants, type NetworkRunner } from "../../pipeline/generate.ts";
 import { InferenceClient, type Provider } from "../../pipeline/runtime/mod.ts";
 import { runVideoJob } from "../../pipeline/service/video_job.ts";
 
@@ -92,7 +92,7 @@ async function main(args: string[]): Promise<void> {
       { params, format: "mp4", size: "cover", preview: "latent" },
       {
         networks: timed,
-        model: { scaleFactor: manifest.config.scaleFactor, ...s },
+        model: modelConstants(manifest.config),
         maxPixels: 64e6,
         onEvent: (event) => {
           if (event.type === "step" && event.frames && Number.isNaN(firstPreview)) {

@@ -262,6 +262,18 @@ for (
   });
 }
 
+Deno.test("InferenceClient: what native code prints on the process's stdout goes to stderr, not into the frames", async () => {
+  await using client = await startTiny();
+  const { feeds, expected } = await unetCase("");
+  // Frame-like bytes too: the magic "SVD1" and a header length.
+  client.printForTesting(
+    "SVD1\u0010\u0000\u0000\u0000 Operator=MultiHeadAttention SdpaKernel=FLASH\n",
+  );
+  const { out } = await client.run("unet", feeds);
+  assertClose(out, expected, UNET_TOLERANCE, "unet:out after a native print");
+  assert.equal(client.alive, true);
+});
+
 Deno.test("InferenceClient.close() stops a process held in a native call at once", async () => {
   const client = await startTiny();
   client.blockForTesting(60);
