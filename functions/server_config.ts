@@ -24,6 +24,9 @@
  * | `REDIS_URL` | unset: the embedded in-process queue | `redis://[[user]:password@]host[:port][/db]` or `rediss://…`: the Redis Streams queue shared by every instance |
  * | `REDIS_CLAIM_IDLE_MS` | 30000 | 100..3600000: a job whose worker stopped heartbeating is reclaimed after this long (needs `REDIS_URL`) |
  * | `GPU_MEMORY_GB` | unset: what `nvidia-smi` reports | 1..4096 GiB of GPU memory the memory plan may use to choose the default `decoding_t`; with `nvidia-smi` too, the smaller wins (a MIG slice, a shared GPU, an API process without a GPU) |
+ * | `MAX_JOB_COST` | 737280000 (SVD-XT's 25 frames at 1024×576 with 50 steps) | 1..1e15: the largest frames × width × height × steps a request may ask for |
+ * | `INFERENCE_RECYCLE` | `on` | `on`, `off`: after a job larger than the model's default request that grew the inference process's memory by more than 20 %, replace the process (returning that memory; the next job waits for the reload) |
+ * | `MAX_JOB_MEMORY_GB` | unset: the GPU's memory (as for `decoding_t`), or 16 on the CPU provider (22 on a GPU of unknown memory) | 0.1..65536 GiB: the largest planned peak memory of one job (GPU memory, or RAM on the CPU provider; `deno task plan`) |
  *
  * With `REDIS_URL`, `SLOTS + QUEUE_SIZE` of the instance that accepts a job bounds the jobs queued
  * and running cluster-wide (give every instance the same values); `SLOTS` is per worker process.
@@ -39,6 +42,7 @@
  */
 
 import { PROVIDER_SETTINGS, type ProviderSetting } from "../pipeline/runtime/provider.ts";
+import { DEFAULT_MAX_JOB_COST } from "../pipeline/service/job_limits.ts";
 
 /** Execution providers the service accepts (`ORT_PROVIDER`). */
 export const SERVER_PROVIDERS = PROVIDER_SETTINGS;
@@ -82,6 +86,12 @@ export interface ServerConfig {
   readonly redisClaimIdleMs: number;
   /** GPU memory for the memory plan, GiB; undefined: only what `nvidia-smi` reports. */
   readonly gpuMemoryGb?: number;
+  /** Largest frames × width × height × steps of one job. */
+  readonly maxJobCost: number;
+  /** Largest planned peak memory of one job, GiB; undefined: derived at start (see the table). */
+  readonly maxJobMemoryGb?: number;
+  /** Replace the inference process after a large job that grew its memory. */
+  readonly inferenceRecycle: boolean;
 }
 
 /** The environment variables read, in the order they are documented. */
@@ -105,6 +115,9 @@ export const SERVER_ENV = [
   "REDIS_URL",
   "REDIS_CLAIM_IDLE_MS",
   "GPU_MEMORY_GB",
+  "MAX_JOB_COST",
+  "MAX_JOB_MEMORY_GB",
+  "INFERENCE_RECYCLE",
 ] as const;
 
 /** One or more environment variables have values the service cannot use. */
@@ -173,6 +186,12 @@ export function readServerConfig(env: (name: string) => string | undefined): Ser
       `ROLE = ${JSON.stringify(role)} is not supported: allowed ${SERVER_ROLES.join(" | ")}`,
     );
   }
+  const recycle = (read("INFERENCE_RECYCLE") ?? "on").toLowerCase();
+  if (recycle !== "on" && recycle !== "off") {
+    problems.push(
+      `INFERENCE_RECYCLE = ${JSON.stringify(recycle)} is not supported: allowed on | off`,
+    );
+  }
   const redisUrl = read("REDIS_URL");
   if (redisUrl !== undefined) {
     let protocol = "";
@@ -213,6 +232,11 @@ export function readServerConfig(env: (name: string) => string | undefined): Ser
     gpuMemoryGb: read("GPU_MEMORY_GB") === undefined
       ? undefined
       : number("GPU_MEMORY_GB", 0, 1, 4096, false),
+    maxJobCost: number("MAX_JOB_COST", DEFAULT_MAX_JOB_COST, 1, 1e15),
+    maxJobMemoryGb: read("MAX_JOB_MEMORY_GB") === undefined
+      ? undefined
+      : number("MAX_JOB_MEMORY_GB", 0, 0.1, 65536, false),
+    inferenceRecycle: recycle !== "off",
   };
   if (problems.length > 0) throw new ServerConfigError(problems);
   return config;

@@ -47,6 +47,11 @@ export interface MemoryJobQueueOptions {
   readonly retryAfterSeconds?: () => number;
   /** Clock, milliseconds since the epoch (tests). */
   readonly now?: () => number;
+  /**
+   * Called for every job this queue ends itself, before any worker took it: cancelled while
+   * queued (`requestCancel`, or `close` at shutdown). The worker loop reports the others.
+   */
+  readonly onCancelledWhileQueued?: (record: JobRecord) => void;
 }
 
 interface Entry {
@@ -66,6 +71,7 @@ export class MemoryJobQueue implements JobQueue {
   readonly #retentionMs: number;
   readonly #retryAfter: () => number;
   readonly #now: () => number;
+  readonly #onCancelledWhileQueued?: (record: JobRecord) => void;
   readonly #jobs = new Map<string, Entry>();
   /** Ids of queued jobs, oldest first. */
   readonly #pending: string[] = [];
@@ -86,6 +92,7 @@ export class MemoryJobQueue implements JobQueue {
     this.#retentionMs = options.retentionMs;
     this.#retryAfter = options.retryAfterSeconds ?? (() => 10);
     this.#now = options.now ?? Date.now;
+    this.#onCancelledWhileQueued = options.onCancelledWhileQueued;
   }
 
   // deno-lint-ignore require-await
@@ -254,6 +261,7 @@ export class MemoryJobQueue implements JobQueue {
       // Queued: nobody runs it, so it is cancelled here and now.
       this.#pending.splice(index, 1);
       this.#finish(id, entry);
+      this.#onCancelledWhileQueued?.(entry.record);
     }
     return Promise.resolve(entry.record);
   }
@@ -291,8 +299,12 @@ export class MemoryJobQueue implements JobQueue {
    */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
+    const queued = new Set(this.#pending);
     for (const [id, entry] of this.#jobs) {
-      if (!isTerminal(entry.record.status)) this.#finish(id, entry);
+      if (isTerminal(entry.record.status)) continue;
+      this.#finish(id, entry);
+      // A running job's end is the worker loop's to report.
+      if (queued.has(id)) this.#onCancelledWhileQueued?.(entry.record);
     }
     this.#closed = true;
     this.#pending.length = 0;

@@ -64,7 +64,7 @@
  */
 
 import { z } from "zod";
-import { SIZE_POLICIES } from "../image/size_policy.ts";
+import { MAX_SIDE, SIZE_POLICIES } from "../image/size_policy.ts";
 import { CRF } from "../video/encode_video.ts";
 
 /** Where a field is accepted: the HTTP upload, the CLI's flags, a config's `sampling` block. */
@@ -96,7 +96,8 @@ export interface FieldDeclaration {
 }
 
 const EVERYWHERE = ["http", "cli", "config"] as const;
-const IMAGE_SIDE = z.int().min(64).max(2048).multipleOf(64);
+// The side limit is the size policy's: `native` and `contain` sizes obey the same bound.
+const IMAGE_SIDE = z.int().min(64).max(MAX_SIDE).multipleOf(64);
 const GUIDANCE = z.number().min(0).max(30);
 
 /** Every request field, in the order they are documented; see the module doc. */

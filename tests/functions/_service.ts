@@ -46,6 +46,8 @@ export interface TestServiceOptions {
   readonly inferenceReady?: () => boolean;
   /** Start the worker loop (default true). */
   readonly startLoop?: boolean;
+  /** ffmpeg's time per job, in milliseconds (default: scaled to the clip). */
+  readonly encodeTimeoutMs?: number;
 }
 
 /** A running service; dispose it to stop everything. */
@@ -76,6 +78,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     capacity: slots + (options.queueSize ?? 8),
     retentionMs: options.retentionMs ?? 60_000,
     retryAfterSeconds: () => 7,
+    onCancelledWhileQueued: () => metrics.cancelledWhileQueued(),
   });
   const maxPixels = options.maxPixels ?? 16e6;
   const imagePool = new ImagePool();
@@ -90,6 +93,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
       networks: () => started.acquire(),
       model: modelConstants(manifest.config),
       maxPixels,
+      encodeTimeoutMs: options.encodeTimeoutMs,
     });
   } else {
     run = options.run;

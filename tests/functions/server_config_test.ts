@@ -32,6 +32,9 @@ Deno.test({
       redisUrl: undefined,
       redisClaimIdleMs: 30_000,
       gpuMemoryGb: undefined,
+      maxJobCost: 25 * 1024 * 576 * 50,
+      maxJobMemoryGb: undefined,
+      inferenceRecycle: true,
     });
   },
 });
@@ -60,6 +63,9 @@ Deno.test({
       REDIS_URL: "redis://:secret@10.0.0.5:6380/2",
       REDIS_CLAIM_IDLE_MS: "1500",
       GPU_MEMORY_GB: "22.4",
+      MAX_JOB_COST: "1e9",
+      MAX_JOB_MEMORY_GB: "18.5",
+      INFERENCE_RECYCLE: "Off",
     }));
     assert.deepEqual(config, {
       port: 0,
@@ -81,6 +87,9 @@ Deno.test({
       redisUrl: "redis://:secret@10.0.0.5:6380/2",
       redisClaimIdleMs: 1500,
       gpuMemoryGb: 22.4,
+      maxJobCost: 1e9,
+      maxJobMemoryGb: 18.5,
+      inferenceRecycle: false,
     });
   },
 });
@@ -182,5 +191,45 @@ Deno.test({
     }
     assert.equal(readServerConfig(env({ GPU_MEMORY_GB: " 80 " })).gpuMemoryGb, 80);
     assert.equal(readServerConfig(env({ GPU_MEMORY_GB: "" })).gpuMemoryGb, undefined);
+  },
+});
+
+Deno.test({
+  name:
+    "readServerConfig() names MAX_JOB_COST and MAX_JOB_MEMORY_GB, their values and the allowed ranges when bad",
+  permissions: "none",
+  fn() {
+    for (
+      const [values, problem] of [
+        [
+          { MAX_JOB_COST: "0" },
+          'MAX_JOB_COST = "0" is out of range: allowed an integer in 1..1000000000000000',
+        ],
+        [{ MAX_JOB_COST: "1.5e3" }, undefined],
+        [
+          { MAX_JOB_COST: "lots" },
+          'MAX_JOB_COST = "lots" is not an integer: allowed an integer in 1..1000000000000000',
+        ],
+        [
+          { MAX_JOB_MEMORY_GB: "16GB" },
+          'MAX_JOB_MEMORY_GB = "16GB" is not a number: allowed 0.1..65536',
+        ],
+        [{ MAX_JOB_MEMORY_GB: "0" }, 'MAX_JOB_MEMORY_GB = "0" is out of range: allowed 0.1..65536'],
+        [
+          { INFERENCE_RECYCLE: "sometimes" },
+          'INFERENCE_RECYCLE = "sometimes" is not supported: allowed on | off',
+        ],
+      ] as const
+    ) {
+      if (problem === undefined) {
+        assert.equal(readServerConfig(env(values)).maxJobCost, 1500);
+        continue;
+      }
+      assert.throws(() => readServerConfig(env(values)), (error: unknown) => {
+        assert.ok(error instanceof ServerConfigError);
+        assert.deepEqual(error.problems, [problem]);
+        return true;
+      });
+    }
   },
 });
