@@ -35,6 +35,7 @@ import { Hono } from "hono";
 import { createApp } from "./functions/app.ts";
 import { errorResponse, routeNotFound } from "./functions/errors.ts";
 import { serveHttp } from "./functions/http_server.ts";
+import type { JobAdmission } from "./functions/job_admission.ts";
 import { requestLog } from "./functions/middleware/request_log.ts";
 import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
@@ -71,6 +72,8 @@ import {
 import { missingProviderLibraries } from "./pipeline/runtime/provider_libraries.ts";
 import { InferenceEngine } from "./pipeline/service/inference_engine.ts";
 import {
+  checkJobCost,
+  type CostProvider,
   type JobCost,
   jobCost,
   type JobLimits,
@@ -108,6 +111,25 @@ export async function main(config: ServerConfig): Promise<void> {
     } catch {
       return fallback;
     }
+  };
+  /**
+   * The API role's admission by cost: the published model, planned on `ORT_PROVIDER` (`auto`:
+   * a GPU when `GPU_MEMORY_GB` says how much it has, else the CPU), against the limits.
+   */
+  let apiLimits: JobLimits | undefined;
+  const apiAdmission = (manifest: ModelManifest): JobAdmission => {
+    const gpuBudgetBytes = config.gpuMemoryGb === undefined
+      ? undefined
+      : config.gpuMemoryGb * 1024 ** 3;
+    apiLimits ??= logJobLimits(config, gpuBudgetBytes);
+    const jobLimits = apiLimits;
+    const planned: CostProvider = config.provider !== "auto"
+      ? config.provider
+      : gpuBudgetBytes === undefined
+      ? "cpu"
+      : "cuda";
+    const model = { config: manifest.config, precision: manifest.precision };
+    return (shape) => admit(jobCost(shape, model, planned, jobLimits), jobLimits);
   };
   const metrics = new Metrics();
   const queueOptions = {
@@ -181,7 +203,7 @@ export async function main(config: ServerConfig): Promise<void> {
   );
   let draining = false;
   const isDraining = () => draining;
-  const serviceApp = (model: UploadModel) =>
+  const serviceApp = (model: UploadModel, admitJob: JobAdmission) =>
     createApp({
       queue,
       model,
@@ -198,6 +220,7 @@ export async function main(config: ServerConfig): Promise<void> {
       bodyTimeoutMs: config.bodyTimeoutSeconds * 1000,
       queueCapacity: queueOptions.capacity,
       retryAfterSeconds: queueOptions.retryAfterSeconds,
+      admitJob,
       heartbeatMs: config.heartbeatSeconds * 1000,
       draining: isDraining,
     });
@@ -211,10 +234,12 @@ export async function main(config: ServerConfig): Promise<void> {
     local,
     log,
     onChange: (state) => {
-      app = state.kind === "ready" ? serviceApp(state.model) : unavailableApp(
-        state.kind === "mismatch" ? "model_mismatch" : "waiting_for_model",
-        state.message,
-      );
+      app = state.kind === "ready"
+        ? serviceApp(state.model, apiAdmission(state.published.manifest))
+        : unavailableApp(
+          state.kind === "mismatch" ? "model_mismatch" : "waiting_for_model",
+          state.message,
+        );
       if (state.kind === "ready" && !announced) {
         announced = true;
         log.info(`ready: the API for model ${state.model.name} (no model loaded in this role)`, {
@@ -235,7 +260,11 @@ export async function main(config: ServerConfig): Promise<void> {
       draining: isDraining,
     })
     : works
-    ? serviceApp({ name: local!.manifest.name, sampling: decoding!.sampling })
+    ? serviceApp(
+      { name: local!.manifest.name, sampling: decoding!.sampling },
+      // Admission by cost at the door, on the provider in use (the CPU's until loaded).
+      (shape) => admit(costOf(shape), limits!),
+    )
     : unavailableApp(
       "waiting_for_model",
       watch!.state.kind === "waiting" ? watch!.state.message : "",
@@ -468,6 +497,12 @@ async function startTempDir(): Promise<ProcessTempDir> {
     );
   }
   return await ProcessTempDir.create();
+}
+
+/** Admission by cost: throws the `JobLimitError` (422 `job_too_large`) of a job over a limit. */
+function admit(cost: JobCost, limits: JobLimits): void {
+  const error = checkJobCost(cost, limits);
+  if (error) throw error;
 }
 
 /**

@@ -16,18 +16,10 @@
  */
 
 import { planResize } from "../pipeline/image/mod.ts";
+import type { JobShape } from "../pipeline/service/job_cost.ts";
 import type { JobRequest } from "./jobs/job_queue.ts";
 
-/** A job as it will be generated: the size after the size policy. */
-export interface JobShape {
-  readonly frames: number;
-  /** Generated width and height, multiples of 64. */
-  readonly width: number;
-  readonly height: number;
-  readonly steps: number;
-  /** Frames per VAE decoder call. */
-  readonly decodingT: number;
-}
+export type { JobShape };
 
 /** Throws for a job over the service's limits (a `JobLimitError`: 422 `job_too_large`). */
 export type JobAdmission = (shape: JobShape) => void;

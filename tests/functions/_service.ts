@@ -7,6 +7,7 @@
 
 import type { Hono } from "hono";
 import { createApp } from "../../functions/app.ts";
+import type { JobAdmission } from "../../functions/job_admission.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import { Metrics } from "../../functions/metrics.ts";
@@ -40,6 +41,8 @@ export interface TestServiceOptions {
   readonly maxConcurrentUploads?: number;
   readonly bodyIdleMs?: number;
   readonly bodyTimeoutMs?: number;
+  /** Admission by cost (default: none). */
+  readonly admitJob?: JobAdmission;
   readonly retentionMs?: number;
   readonly cancelPollMs?: number;
   /** Overrides the engine's readiness (fake runners have no engine). */
@@ -120,6 +123,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     maxConcurrentUploads: options.maxConcurrentUploads,
     bodyIdleMs: options.bodyIdleMs,
     bodyTimeoutMs: options.bodyTimeoutMs,
+    admitJob: options.admitJob,
     queueCapacity: slots + (options.queueSize ?? 8),
     retryAfterSeconds: () => 7,
     heartbeatMs: options.heartbeatMs ?? 15_000,
