@@ -9,10 +9,12 @@
  * missing or out-of-range field, 400 `malformed_request` saying what is wrong for a body that is
  * not valid multipart.
  *
- * **Memory**: the body is read once, as a stream (`@remix-run/multipart-parser`). A part's bytes
- * stay the chunks they arrived in until the part is complete; the image is then copied once into
- * one array (the only whole copy) and the chunks are dropped, so an upload holds at most twice its
- * size, briefly. An unknown or repeated field stops the reading at once.
+ * **Memory**: the body is read once, as a stream (`@remix-run/multipart-parser`), into one array
+ * of its `Content-Length` (allocated up front, filled as the bytes come; the network's chunks are
+ * garbage at once), and the parts are views of it: the image is not copied, and an upload holds
+ * its size once. A body without `Content-Length` (chunked) keeps its chunks until the image part
+ * is complete and joins them into one array: twice its size, briefly. An unknown or repeated field
+ * stops the reading at once.
  *
  * **Valid multipart is accepted** as RFC 2046 and RFC 7578 write it: a preamble before the first
  * boundary and an epilogue after the last (read and dropped, any length), any bytes in a quoted
@@ -117,7 +119,13 @@ export async function parseUpload(
   const text: Record<string, string> = {};
   const seen = new Set<string>();
   let index = 0;
-  for await (const part of readParts(request.body, boundary, limits.maxBytes ?? Infinity)) {
+  const maxBytes = limits.maxBytes ?? Infinity;
+  const declared = Number(request.headers.get("Content-Length") ?? NaN);
+  // With the body's size known (and within the limit), it is received into one array.
+  const into = Number.isSafeInteger(declared) && declared > 0 && declared <= maxBytes
+    ? new Uint8Array(declared)
+    : undefined;
+  for await (const part of readParts(request.body, boundary, maxBytes, into)) {
     index++;
     const { name, isFile } = describePart(part, index);
     if (!UPLOAD_FIELDS.includes(name)) {
@@ -138,7 +146,7 @@ export async function parseUpload(
           field: "image",
         });
       }
-      image = part.bytes; // the one whole copy; the part's chunks go with the part
+      image = contentOf(part);
       continue;
     }
     if (isFile) {
@@ -203,6 +211,7 @@ async function* readParts(
   body: ReadableStream<Uint8Array>,
   boundary: string,
   maxBytes: number,
+  into?: Uint8Array,
 ): AsyncGenerator<MultipartPart> {
   const parser = new MultipartParser(boundary, {
     maxHeaderSize: MAX_PART_HEADER_BYTES,
@@ -214,7 +223,7 @@ async function* readParts(
   let closed = false;
   let started = false;
   try {
-    for await (const chunk of afterPreamble(chunks(body), boundary)) {
+    for await (const chunk of afterPreamble(received(chunks(body), into), boundary)) {
       started = true;
       if (closed || (closed = ended(parser))) continue; // the epilogue
       yield* parser.write(chunk);
@@ -259,6 +268,43 @@ function parseFailure(error: unknown, boundary: string): unknown {
     );
   }
   return error;
+}
+
+/**
+ * `source`'s chunks, copied into `into` as they come (when given) and handed on as views of it:
+ * the parts' contents are then views of one array, and the network's chunks garbage at once.
+ */
+async function* received(
+  source: AsyncIterable<Uint8Array>,
+  into: Uint8Array | undefined,
+): AsyncGenerator<Uint8Array> {
+  let filled = 0;
+  for await (const chunk of source) {
+    if (!into || filled + chunk.length > into.length) {
+      // no size given, or more than it said: the chunks as they are
+      into = undefined;
+      yield chunk;
+      continue;
+    }
+    into.set(chunk, filled);
+    yield into.subarray(filled, filled += chunk.length);
+  }
+}
+
+/**
+ * A part's bytes: one view when its chunks lie end to end in one array (received into it), else
+ * a copy joining them.
+ */
+function contentOf(part: MultipartPart): Uint8Array {
+  const content = part.content;
+  if (content.length === 0) return new Uint8Array(0);
+  const first = content[0];
+  let end = first.byteOffset + first.length;
+  for (const chunk of content.slice(1)) {
+    if (chunk.buffer !== first.buffer || chunk.byteOffset !== end) return part.bytes;
+    end += chunk.length;
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
 }
 
 /** The stream's chunks. */
