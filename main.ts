@@ -34,6 +34,8 @@
 import { Hono } from "hono";
 import { createApp } from "./functions/app.ts";
 import { errorResponse, routeNotFound } from "./functions/errors.ts";
+import { serveHttp } from "./functions/http_server.ts";
+import type { JobAdmission } from "./functions/job_admission.ts";
 import { requestLog } from "./functions/middleware/request_log.ts";
 import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
@@ -57,6 +59,7 @@ import { healthRoutes } from "./functions/routes/health.ts";
 import { readServerConfig, type ServerConfig } from "./functions/server_config.ts";
 import { ensureDemoModel } from "./pipeline/cli/demo_model.ts";
 import type { SamplingDefaults } from "./pipeline/config/mod.ts";
+import { ImagePool } from "./pipeline/image/image_pool.ts";
 import type { ModelManifest } from "./pipeline/model_json/mod.ts";
 import { serviceDecodingT } from "./pipeline/plan/service_decoding_t.ts";
 import { InferenceClient, type Provider, readModelDirectory } from "./pipeline/runtime/mod.ts";
@@ -69,6 +72,8 @@ import {
 import { missingProviderLibraries } from "./pipeline/runtime/provider_libraries.ts";
 import { InferenceEngine } from "./pipeline/service/inference_engine.ts";
 import {
+  checkJobCost,
+  type CostProvider,
   type JobCost,
   jobCost,
   type JobLimits,
@@ -107,6 +112,25 @@ export async function main(config: ServerConfig): Promise<void> {
       return fallback;
     }
   };
+  /**
+   * The API role's admission by cost: the published model, planned on `ORT_PROVIDER` (`auto`:
+   * a GPU when `GPU_MEMORY_GB` says how much it has, else the CPU), against the limits.
+   */
+  let apiLimits: JobLimits | undefined;
+  const apiAdmission = (manifest: ModelManifest): JobAdmission => {
+    const gpuBudgetBytes = config.gpuMemoryGb === undefined
+      ? undefined
+      : config.gpuMemoryGb * 1024 ** 3;
+    apiLimits ??= logJobLimits(config, gpuBudgetBytes);
+    const jobLimits = apiLimits;
+    const planned: CostProvider = config.provider !== "auto"
+      ? config.provider
+      : gpuBudgetBytes === undefined
+      ? "cpu"
+      : "cuda";
+    const model = { config: manifest.config, precision: manifest.precision };
+    return (shape) => admit(jobCost(shape, model, planned, jobLimits), jobLimits);
+  };
   const metrics = new Metrics();
   const queueOptions = {
     capacity: config.slots + config.queueSize,
@@ -121,6 +145,8 @@ export async function main(config: ServerConfig): Promise<void> {
     claimIdleMs: config.redisClaimIdleMs,
   });
   const queue: JobQueue = redis ?? new MemoryJobQueue(queueOptions);
+  // Every image is checked at the door and prepared for its job in here, off the main thread.
+  const imagePool = new ImagePool();
   // ORT_PROVIDER is resolved on the first load (auto: CUDA, then CPU; an explicit provider that
   // cannot load fails the start); a restart after a worker crash reuses the provider in use.
   let provider: Provider | undefined;
@@ -177,7 +203,7 @@ export async function main(config: ServerConfig): Promise<void> {
   );
   let draining = false;
   const isDraining = () => draining;
-  const serviceApp = (model: UploadModel) =>
+  const serviceApp = (model: UploadModel, admitJob: JobAdmission) =>
     createApp({
       queue,
       model,
@@ -188,6 +214,13 @@ export async function main(config: ServerConfig): Promise<void> {
       apiToken: config.apiToken,
       maxUploadBytes: config.maxUploadBytes,
       maxPixels: config.maxPixels,
+      imagePool,
+      maxConcurrentUploads: config.maxConcurrentUploads,
+      bodyIdleMs: config.bodyIdleSeconds * 1000,
+      bodyTimeoutMs: config.bodyTimeoutSeconds * 1000,
+      queueCapacity: queueOptions.capacity,
+      retryAfterSeconds: queueOptions.retryAfterSeconds,
+      admitJob,
       heartbeatMs: config.heartbeatSeconds * 1000,
       draining: isDraining,
     });
@@ -201,10 +234,12 @@ export async function main(config: ServerConfig): Promise<void> {
     local,
     log,
     onChange: (state) => {
-      app = state.kind === "ready" ? serviceApp(state.model) : unavailableApp(
-        state.kind === "mismatch" ? "model_mismatch" : "waiting_for_model",
-        state.message,
-      );
+      app = state.kind === "ready"
+        ? serviceApp(state.model, apiAdmission(state.published.manifest))
+        : unavailableApp(
+          state.kind === "mismatch" ? "model_mismatch" : "waiting_for_model",
+          state.message,
+        );
       if (state.kind === "ready" && !announced) {
         announced = true;
         log.info(`ready: the API for model ${state.model.name} (no model loaded in this role)`, {
@@ -225,7 +260,11 @@ export async function main(config: ServerConfig): Promise<void> {
       draining: isDraining,
     })
     : works
-    ? serviceApp({ name: local!.manifest.name, sampling: decoding!.sampling })
+    ? serviceApp(
+      { name: local!.manifest.name, sampling: decoding!.sampling },
+      // Admission by cost at the door, on the provider in use (the CPU's until loaded).
+      (shape) => admit(costOf(shape), limits!),
+    )
     : unavailableApp(
       "waiting_for_model",
       watch!.state.kind === "waiting" ? watch!.state.message : "",
@@ -244,6 +283,7 @@ export async function main(config: ServerConfig): Promise<void> {
     queue,
     slots: config.slots,
     run: videoJobRunner({
+      images: imagePool,
       engine: engine!,
       model: modelConstants(local!.manifest.config),
       maxPixels: config.maxPixels,
@@ -264,31 +304,34 @@ export async function main(config: ServerConfig): Promise<void> {
   const modelName = local?.manifest.name ?? "(as the workers publish it)";
 
   const started = performance.now();
-  const server = Deno.serve({
+  // node:http, not Deno.serve: a stalled upload's connection must be closable (http_server.ts).
+  const server = await serveHttp((request, env) => app.fetch(request, env), {
     hostname: config.host,
     port: config.port,
-    onListen: ({ hostname, port }) =>
-      log.info(
-        `listening on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port} ` +
-          `(role ${role}, ${shared ? "Redis" : "in-memory"} queue, model ${modelName}, ` +
-          `${config.slots} slot${config.slots === 1 ? "" : "s"}${
-            config.apiToken !== undefined ? ", token required" : ""
-          })${works ? "; loading the model…" : ""}`,
-        {
-          event: "start",
-          hostname,
-          port,
-          role,
-          queue: shared ? "redis" : "memory",
-          model: local?.manifest.name ?? null,
-          model_dir: local?.dir ?? null,
-          provider: config.provider,
-          slots: config.slots,
-          queue_size: config.queueSize,
-          auth: config.apiToken !== undefined,
-        },
-      ),
-  }, (request, info) => app.fetch(request, info));
+  });
+  {
+    const { hostname, port } = server.addr;
+    log.info(
+      `listening on http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port} ` +
+        `(role ${role}, ${shared ? "Redis" : "in-memory"} queue, model ${modelName}, ` +
+        `${config.slots} slot${config.slots === 1 ? "" : "s"}${
+          config.apiToken !== undefined ? ", token required" : ""
+        })${works ? "; loading the model…" : ""}`,
+      {
+        event: "start",
+        hostname,
+        port,
+        role,
+        queue: shared ? "redis" : "memory",
+        model: local?.manifest.name ?? null,
+        model_dir: local?.dir ?? null,
+        provider: config.provider,
+        slots: config.slots,
+        queue_size: config.queueSize,
+        auth: config.apiToken !== undefined,
+      },
+    );
+  }
   // A worker tells the API processes which model it serves, with its default decoding_t.
   const publication = works && redis
     ? keepModelPublished(redis, {
@@ -336,7 +379,9 @@ export async function main(config: ServerConfig): Promise<void> {
     // instances; open event streams end and their clients resume elsewhere with Last-Event-ID.
     await queue.close();
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
+    server.closeAll();
     await engine?.close().catch(() => {});
+    await imagePool.close();
     await temp?.close();
     clearTimeout(deadline);
     const ms = Math.round(performance.now() - began);
@@ -452,6 +497,12 @@ async function startTempDir(): Promise<ProcessTempDir> {
     );
   }
   return await ProcessTempDir.create();
+}
+
+/** Admission by cost: throws the `JobLimitError` (422 `job_too_large`) of a job over a limit. */
+function admit(cost: JobCost, limits: JobLimits): void {
+  const error = checkJobCost(cost, limits);
+  if (error) throw error;
 }
 
 /**

@@ -33,10 +33,12 @@ import type { JobQueue } from "./jobs/job_queue.ts";
 import { getLog, type Log } from "./logging.ts";
 import type { Metrics } from "./metrics.ts";
 import { bearerAuth } from "./middleware/bearer_auth.ts";
+import { closeUnreadBody } from "./middleware/close_unread_body.ts";
 import { requestLog } from "./middleware/request_log.ts";
 import type { UploadModel } from "./multipart.ts";
 import { DEMO_PATHS, demoRoutes } from "./routes/demo.ts";
-import { generationRoutes } from "./routes/generations.ts";
+import { generationRoutes, type ImageChecker } from "./routes/generations.ts";
+import type { JobAdmission } from "./job_admission.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { serveOpenApi } from "./routes/openapi.ts";
 
@@ -56,6 +58,26 @@ export interface AppDeps {
   readonly apiToken?: string;
   readonly maxUploadBytes: number;
   readonly maxPixels: number;
+  /**
+   * Checks every uploaded image whole, off the main thread, before its job is queued: the
+   * service's `ImagePool` (created once in `main.ts`, closed at shutdown).
+   */
+  readonly imagePool: ImageChecker;
+  /** Uploads read at once, at most (`MAX_CONCURRENT_UPLOADS`; default 16). */
+  readonly maxConcurrentUploads?: number;
+  /** Longest wait for an upload's next bytes, ms (`BODY_IDLE_SECONDS`; default 15 s). */
+  readonly bodyIdleMs?: number;
+  /** Longest time to receive a whole upload, ms (`BODY_TIMEOUT_SECONDS`; default 120 s). */
+  readonly bodyTimeoutMs?: number;
+  /**
+   * Jobs the queue holds, queued and running (`SLOTS + QUEUE_SIZE`): with it, a full queue is
+   * refused before the body is read; without, only when the job is submitted.
+   */
+  readonly queueCapacity?: number;
+  /** The queue's suggested wait when it is full, seconds (default 10). */
+  readonly retryAfterSeconds?: () => number;
+  /** Admission by cost: throws for a job over the service's limits (default: none). */
+  readonly admitJob?: JobAdmission;
   /** SSE comment heartbeat interval, in milliseconds. */
   readonly heartbeatMs: number;
   /** True while shutting down (new generations get 503, `/readyz` 503). Default: never. */
@@ -79,6 +101,8 @@ export function createApp(deps: AppDeps): Hono {
   app.notFound(routeNotFound());
 
   app.use(requestLog(deps.log ?? getLog("http")));
+  // A body left unread (refused early, cut off, timed out) closes its connection.
+  app.use(closeUnreadBody());
   app.use(bearerAuth({ token: deps.apiToken, open: OPEN_PATHS }));
   app.route("/", demoRoutes());
   app.route("/", healthRoutes({ ...deps, modelName: deps.model.name, draining }));

@@ -9,8 +9,10 @@
  * |---|---|---|
  * | {@linkcode HttpError} (thrown by routes and middleware: 400, 401, 404, 409, 413, 415, 416, 503) | its own | its own |
  * | `ParameterError` (a field out of range or unknown) | 422 | `invalid_parameter`, `unknown_field` |
- * | `UnsupportedImageError` (magic bytes) | 415 | `unsupported_media_type` |
+ * | `CorruptImageError` (truncated, bad CRC or zlib data, inconsistent; a subclass of the next, so first) | 422 | `corrupt_image` |
+ * | `UnsupportedImageError` (not PNG/JPEG/WebP, or a variant not decoded: lossless JPEG, animated WebP, …) | 415 | `unsupported_media_type` |
  * | `ImageTooLargeError` (header pixels) | 413 | `image_too_large` |
+ * | `ImageWorkerError` (the image worker crashed, timed out or was closed) | 503 + `Retry-After` | `image_check_unavailable` |
  * | `QueueFullError` | 429 + `Retry-After` | `queue_full` |
  * | `StoreUnavailableError` | 503 + `Retry-After` | `store_unavailable` |
  * | `InferenceWorkerError` | 503 | `inference_worker_crashed`, `inference_unavailable` |
@@ -27,7 +29,12 @@
 import type { NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { ImageTooLargeError, UnsupportedImageError } from "../pipeline/image/mod.ts";
+import {
+  CorruptImageError,
+  ImageTooLargeError,
+  ImageWorkerError,
+  UnsupportedImageError,
+} from "../pipeline/image/mod.ts";
 import { ParameterError } from "../pipeline/request/mod.ts";
 import { InferenceWorkerError } from "../pipeline/runtime/mod.ts";
 import { JobLimitError } from "../pipeline/service/job_limits.ts";
@@ -126,6 +133,13 @@ export const ERROR_TABLE: readonly Row<unknown>[] = [
     field: e.field,
     allowed: e.allowed,
   })),
+  // CorruptImageError extends UnsupportedImageError: it comes first.
+  row(CorruptImageError, (e) => ({
+    status: 422,
+    code: e.code,
+    message: e.message,
+    field: "image",
+  })),
   row(UnsupportedImageError, (e) => ({
     status: 415,
     code: e.code,
@@ -136,6 +150,14 @@ export const ERROR_TABLE: readonly Row<unknown>[] = [
     ImageTooLargeError,
     (e) => ({ status: 413, code: e.code, message: e.message, field: "image" }),
   ),
+  row(ImageWorkerError, (e) => ({
+    status: 503,
+    code: "image_check_unavailable",
+    message: e.reason === "timedOut"
+      ? "The image took too long to check; retry, or send a smaller image"
+      : "The image could not be checked just now; retry",
+    headers: { "Retry-After": "1" },
+  })),
   row(QueueFullError, (e) => ({
     status: 429,
     code: "queue_full",

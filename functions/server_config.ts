@@ -14,6 +14,9 @@
  * | `API_TOKEN` | unset: no auth | a non-empty bearer token |
  * | `MAX_UPLOAD_BYTES` | 20 MiB | 1024..1073741824 |
  * | `MAX_PIXELS` | 16000000 | 4096..1000000000, width × height of the upload |
+ * | `MAX_CONCURRENT_UPLOADS` | 16 | 1..10000 uploads read at once; one more gets 503 `too_many_uploads` with `Retry-After` |
+ * | `BODY_IDLE_SECONDS` | 15 | 0.1..3600: an upload whose next bytes take longer gets 408 and its connection is closed |
+ * | `BODY_TIMEOUT_SECONDS` | 120 | 1..86400: an upload not all received this long after its reading began gets 408 and its connection is closed |
  * | `ORT_PROVIDER` | `auto` | `auto`, `cuda`, `webgpu`, `cpu` (auto: CUDA, then CPU; an explicit one never falls back) |
  * | `DRAIN_SECONDS` | 30 | 0..3600: SIGTERM grace for running jobs |
  * | `HEARTBEAT_SECONDS` | 15 | 0.01..3600: SSE comment interval |
@@ -66,6 +69,12 @@ export interface ServerConfig {
   readonly apiToken?: string;
   readonly maxUploadBytes: number;
   readonly maxPixels: number;
+  /** Uploads read at once, at most. */
+  readonly maxConcurrentUploads: number;
+  /** Longest wait for an upload's next bytes, seconds. */
+  readonly bodyIdleSeconds: number;
+  /** Longest time to receive a whole upload, seconds. */
+  readonly bodyTimeoutSeconds: number;
   readonly provider: ServerProvider;
   readonly drainSeconds: number;
   readonly heartbeatSeconds: number;
@@ -96,6 +105,9 @@ export const SERVER_ENV = [
   "API_TOKEN",
   "MAX_UPLOAD_BYTES",
   "MAX_PIXELS",
+  "MAX_CONCURRENT_UPLOADS",
+  "BODY_IDLE_SECONDS",
+  "BODY_TIMEOUT_SECONDS",
   "ORT_PROVIDER",
   "DRAIN_SECONDS",
   "HEARTBEAT_SECONDS",
@@ -208,6 +220,9 @@ export function readServerConfig(env: (name: string) => string | undefined): Ser
     apiToken: rawToken?.trim() || undefined,
     maxUploadBytes: number("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, 1024, 1024 ** 3),
     maxPixels: number("MAX_PIXELS", 16e6, 4096, 1e9),
+    maxConcurrentUploads: number("MAX_CONCURRENT_UPLOADS", 16, 1, 10000),
+    bodyIdleSeconds: number("BODY_IDLE_SECONDS", 15, 0.1, 3600, false),
+    bodyTimeoutSeconds: number("BODY_TIMEOUT_SECONDS", 120, 1, 86400, false),
     provider: provider as ServerProvider,
     drainSeconds: number("DRAIN_SECONDS", 30, 0, 3600, false),
     heartbeatSeconds: number("HEARTBEAT_SECONDS", 15, 0.01, 3600, false),

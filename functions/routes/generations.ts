@@ -4,6 +4,19 @@
  * A job's transitions seen here are logged (`getLog("job")`): `job_queued`, and `job_cancelled`
  * for a job cancelled while queued (the worker loop logs the others).
  *
+ * A submission is checked in this order, each refusal answered at once (nothing is queued):
+ *
+ * 1. draining (503), the concurrent-upload cap (503 `too_many_uploads`) and a full queue (429),
+ *    before a byte of the body is read (`upload_admission.ts`);
+ * 2. the body, read once as it streams, against `MAX_UPLOAD_BYTES` (413) and the body timeouts
+ *    (408, connection closed) (`body_limit.ts`);
+ * 3. the multipart form and its fields (400, 415, 422; `multipart.ts`);
+ * 4. the whole image, decoded in the image pool off the main thread: corrupt 422 `corrupt_image`,
+ *    unsupported 415, over `MAX_PIXELS` 413;
+ * 5. the job's cost at the size it will be generated at (known now for every size policy) against
+ *    the service's limits, 422 `job_too_large` (`job_admission.ts`);
+ * 6. the queue (429 if it filled meanwhile).
+ *
  * @module
  */
 
@@ -22,8 +35,12 @@ import { generationUrls, statusJson } from "../generation_json.ts";
 import type { JobQueue, JobRecord } from "../jobs/job_queue.ts";
 import { logJobQueued, logQueuedJobCancelled } from "../jobs/job_log.ts";
 import { getLog, type Log } from "../logging.ts";
+import type { ImageInfo, ValidateImageOptions } from "../../pipeline/image/mod.ts";
+import { GenerationCancelledError } from "../../pipeline/errors.ts";
+import { type JobAdmission, jobShape } from "../job_admission.ts";
 import { bodyLimit } from "../middleware/body_limit.ts";
 import { rejectWhileDraining } from "../middleware/reject_while_draining.ts";
+import { uploadAdmission } from "../middleware/upload_admission.ts";
 import { parseUpload, type UploadModel } from "../multipart.ts";
 import { resumeSseResponse, sseResponse } from "../sse.ts";
 
@@ -33,12 +50,41 @@ export interface GenerationRoutesDeps {
   readonly model: UploadModel;
   readonly maxUploadBytes: number;
   readonly maxPixels: number;
+  /** Checks the whole uploaded image off the main thread (the service's `ImagePool`). */
+  readonly imagePool: ImageChecker;
+  /** Uploads read at once, at most (default {@linkcode DEFAULT_UPLOAD_LIMITS}). */
+  readonly maxConcurrentUploads?: number;
+  /** Longest wait for an upload's next bytes, ms (default {@linkcode DEFAULT_UPLOAD_LIMITS}). */
+  readonly bodyIdleMs?: number;
+  /** Longest time to receive a whole upload, ms (default {@linkcode DEFAULT_UPLOAD_LIMITS}). */
+  readonly bodyTimeoutMs?: number;
+  /**
+   * Jobs the queue holds, queued and running (`SLOTS + QUEUE_SIZE`): a full queue is refused
+   * before the body is read. Undefined: only the queue's own check at submit.
+   */
+  readonly queueCapacity?: number;
+  /** The queue's suggested wait when it is full, seconds (default 10). */
+  readonly retryAfterSeconds?: () => number;
+  /** Admission by cost: throws for a job over the service's limits (default: none). */
+  readonly admitJob?: JobAdmission;
   readonly heartbeatMs: number;
   /** True while the service drains: new submissions get 503. */
   readonly draining: () => boolean;
   /** Where jobs queued, and jobs cancelled while queued, are logged (default: `getLog("job")`). */
   readonly jobLog?: Log;
 }
+
+/** What the routes need of an `ImagePool`. */
+export type ImageChecker = {
+  validate(bytes: Uint8Array, options: ValidateImageOptions): Promise<ImageInfo>;
+};
+
+/** Defaults of the upload limits (`MAX_CONCURRENT_UPLOADS`, `BODY_IDLE_SECONDS`, `BODY_TIMEOUT_SECONDS`). */
+export const DEFAULT_UPLOAD_LIMITS = {
+  maxConcurrentUploads: 16,
+  bodyIdleMs: 15_000,
+  bodyTimeoutMs: 120_000,
+} as const;
 
 /** The routes, to be mounted at `/v1/generations`; each is documented beside its handler. */
 export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
@@ -53,9 +99,24 @@ export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
   app.post(
     "/",
     rejectWhileDraining(deps.draining),
-    bodyLimit(deps.maxUploadBytes),
+    uploadAdmission({
+      maxConcurrent: deps.maxConcurrentUploads ?? DEFAULT_UPLOAD_LIMITS.maxConcurrentUploads,
+      queue,
+      capacity: deps.queueCapacity,
+      retryAfterSeconds: deps.retryAfterSeconds,
+    }),
+    bodyLimit({
+      maxBytes: deps.maxUploadBytes,
+      idleMs: deps.bodyIdleMs ?? DEFAULT_UPLOAD_LIMITS.bodyIdleMs,
+      totalMs: deps.bodyTimeoutMs ?? DEFAULT_UPLOAD_LIMITS.bodyTimeoutMs,
+    }),
     async (c) => {
-      const { request, image } = await parseUpload(c.req.raw, deps.model, deps);
+      const { request, image } = await parseUpload(c.req.raw, deps.model, {
+        maxPixels: deps.maxPixels,
+        maxBytes: deps.maxUploadBytes,
+      });
+      const info = await checkImage(deps.imagePool, image, deps.maxPixels, c.req.raw.signal);
+      deps.admitJob?.(jobShape(request, info));
       const record = await queue.submit(request, image);
       logJobQueued(jobLog, record);
       const urls = generationUrls(record.id);
@@ -212,28 +273,46 @@ function routeDocs(deps: GenerationRoutesDeps) {
           },
           content: json(AcceptedSchema),
         },
-        400: errorResponse("Malformed multipart body (`malformed_request`)"),
+        400: errorResponse(
+          "Malformed multipart body (`malformed_request`; the message says what is wrong)",
+        ),
         401: UNAUTHORIZED,
+        408: errorResponse(
+          "The body stalled longer than BODY_IDLE_SECONDS, or took longer than " +
+            "BODY_TIMEOUT_SECONDS (`request_timeout`); the connection is closed",
+        ),
         413: errorResponse(
           "Body over MAX_UPLOAD_BYTES (`body_too_large`) or image header over MAX_PIXELS " +
             "(`image_too_large`)",
         ),
         415: errorResponse(
-          "Not multipart (`unsupported_content_type`) or not a PNG, JPEG or WebP image by its " +
-            "magic bytes (`unsupported_media_type`)",
+          "Not multipart (`unsupported_content_type`) or not a PNG, JPEG or WebP image this " +
+            "service decodes (`unsupported_media_type`: e.g. a GIF, a lossless JPEG, an animated " +
+            "WebP)",
         ),
         422: errorResponse(
           "A field unknown (`unknown_field`), repeated (`duplicate_field`), missing " +
             "(`missing_field`) or out of range (`invalid_parameter`); `field` names it, " +
-            "`allowed` says what it may be",
+            "`allowed` says what it may be. A damaged image (`corrupt_image`: truncated, a bad " +
+            "CRC, bad zlib data). A job over the service's limits (`job_too_large`: its cost or " +
+            "planned memory; the message names the limit and the request's value)",
         ),
         429: {
-          ...errorResponse("The queue is full (`queue_full`)"),
+          ...errorResponse("The queue is full (`queue_full`), answered before the body is read"),
           headers: {
             "Retry-After": { schema: { type: "integer" }, description: "Seconds to wait" },
           },
         },
-        503: errorResponse("Shutting down (`shutting_down`) or the job store is unavailable"),
+        503: {
+          ...errorResponse(
+            "Too many uploads being received (`too_many_uploads`), the image could not be " +
+              "checked (`image_check_unavailable`), shutting down (`shutting_down`) or the job " +
+              "store is unavailable (`store_unavailable`)",
+          ),
+          headers: {
+            "Retry-After": { schema: { type: "integer" }, description: "Seconds to wait" },
+          },
+        },
       },
     }),
     status: createRoute({
@@ -332,6 +411,28 @@ function routeDocs(deps: GenerationRoutesDeps) {
       },
     }),
   };
+}
+
+/**
+ * The whole image decoded off the main thread; a client that leaves meanwhile stops the check
+ * (the answer is for no one: 400 `request_aborted` in the log).
+ */
+async function checkImage(
+  pool: ImageChecker,
+  image: Uint8Array,
+  maxPixels: number,
+  signal: AbortSignal,
+): Promise<ImageInfo> {
+  try {
+    return await pool.validate(image, { maxPixels, signal });
+  } catch (error) {
+    if (error instanceof GenerationCancelledError && signal.aborted) {
+      throw new HttpError(400, "request_aborted", "The client left before its image was checked", {
+        cause: error,
+      });
+    }
+    throw error;
+  }
 }
 
 /** True when the client asked for an event stream. */

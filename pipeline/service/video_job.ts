@@ -1,16 +1,19 @@
 /**
  * One generation as a service runs it, without HTTP: uploaded image bytes and a validated request
  * (the `GenerationRequest` every surface produces) in, progress events and the encoded clip's
- * bytes out. Composes what `deno task i2v` composes — `prepareImage` → `generateVideo` →
+ * bytes out. Composes what `deno task i2v` composes — `prepareImage` (in an `ImagePool`'s worker,
+ * off the main thread, so the event loop of the HTTP process stays free) → `generateVideo` →
  * `watermarkFrames` (sgm's invisible watermark, unless the request says `watermark: false`) →
  * `encodeVideo` — with the clip written to a temporary file (ffmpeg writes files atomically) and
  * read back.
  *
  * @example
  * ```ts
+ * import { ImagePool } from "../image/image_pool.ts";
  * import { runVideoJob } from "./video_job.ts";
  * const request = parseRequest({ format: "mp4", preview: "none" }, { surface: "http", model, sampling });
  * const clip = await runVideoJob(png, request, {
+ *   images: new ImagePool(),
  *   networks: client,
  *   model: modelConstants(config),
  *   maxPixels: 16e6,
@@ -29,7 +32,8 @@ import {
   type ModelConstants,
   type NetworkRunner,
 } from "../generate.ts";
-import { prepareImage } from "../image/prepare_image.ts";
+import type { ImageRequestOptions } from "../image/image_pool.ts";
+import type { PreparedImage, PrepareImageOptions } from "../image/prepare_image.ts";
 import type { ClipFormat, GenerationRequest } from "../request/mod.ts";
 import { encodeVideo } from "../video/mod.ts";
 import { watermarkFrames } from "../watermark/watermark_frames.ts";
@@ -70,8 +74,18 @@ export interface VideoJobResult {
   readonly timings: VideoJobTimings;
 }
 
+/** What a job needs of an `ImagePool`: `prepareImage` off the main thread. */
+export interface ImagePreparer {
+  prepare(
+    bytes: Uint8Array,
+    options: PrepareImageOptions & ImageRequestOptions,
+  ): Promise<PreparedImage>;
+}
+
 /** Options of {@linkcode runVideoJob}. */
 export interface VideoJobOptions {
+  /** Decodes, sizes and tensorises the image off the main thread (the service's `ImagePool`). */
+  readonly images: ImagePreparer;
   readonly networks: NetworkRunner;
   readonly model: ModelConstants;
   /** Largest width × height of the uploaded image, checked on its header before decoding. */
@@ -119,12 +133,14 @@ export async function runVideoJob(
   const emit = options.onEvent ?? (() => {});
   const started = performance.now();
 
-  // 1. The image at the model's size (the header's pixel count is checked before decoding).
-  const prepared = await prepareImage(image, {
+  // 1. The image at the model's size, in an image worker (the header's pixel count is checked
+  //    before decoding; a 16 Mpx decode would stall every other request on this thread).
+  const prepared = await options.images.prepare(image, {
     width: params.width,
     height: params.height,
     policy: request.size,
     maxPixels: options.maxPixels,
+    signal,
   });
   const preparedAt = performance.now();
 
@@ -212,7 +228,7 @@ export interface JobEngine {
 export type VideoJobRunnerOptions =
   & Pick<
     VideoJobOptions,
-    "model" | "maxPixels" | "tempDir" | "unetBatch" | "encodeTimeoutMs"
+    "images" | "model" | "maxPixels" | "tempDir" | "unetBatch" | "encodeTimeoutMs"
   >
   & (
     | {
@@ -238,6 +254,7 @@ export function videoJobRunner(options: VideoJobRunnerOptions): VideoJobRunner {
   return (image, spec, { signal, onEvent }) => {
     const run = (networks: NetworkRunner, onShape?: (shape: GeneratedShape) => void) =>
       runVideoJob(image, spec, {
+        images: options.images,
         networks,
         model: options.model,
         maxPixels: options.maxPixels,

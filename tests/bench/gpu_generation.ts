@@ -13,6 +13,7 @@
 import { parseArgs } from "node:util";
 import type { GraphName } from "../../pipeline/model_json/mod.ts";
 import { modelConstants, type NetworkRunner } from "../../pipeline/generate.ts";
+import { ImagePool } from "../../pipeline/image/image_pool.ts";
 import { InferenceClient, type Provider } from "../../pipeline/runtime/mod.ts";
 import { runVideoJob } from "../../pipeline/service/video_job.ts";
 
@@ -82,6 +83,7 @@ async function main(args: string[]): Promise<void> {
     },
   };
   const image = await Deno.readFile(FIXTURE_IMAGE);
+  const images = new ImagePool({ workers: 1 });
   const runs: GenerationTimes[] = [];
   for (let i = 0; i < Number(values.runs); i++) {
     calls.length = 0;
@@ -99,6 +101,7 @@ async function main(args: string[]): Promise<void> {
         watermark: true, // sgm's default, and part of the cost
       },
       {
+        images,
         networks: timed,
         model: modelConstants(manifest.config),
         maxPixels: 64e6,
@@ -124,6 +127,7 @@ async function main(args: string[]): Promise<void> {
       span: [performance.timeOrigin + started, performance.timeOrigin + ended],
     });
   }
+  await images.close();
   console.log(`RESULT ${
     JSON.stringify({
       provider: client.provider,

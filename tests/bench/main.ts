@@ -17,6 +17,10 @@
  * - `image-prep`: the main thread's worst stall and `/healthz` latency while a 16 Mpx PNG, a
  *   16 Mpx progressive JPEG and an upscale to 2048² are prepared, on the main thread and in an
  *   `ImagePool` worker, with the peak RSS of one preparation.
+ * - `uploads`: what concurrent large uploads add to the service's RSS through the real server
+ *   (`main.ts`), against the bound 2 × uploads × 20 MiB, and what is left after.
+ * - `healthz`: the worst `/healthz` latency, polled from another process, while the real server
+ *   takes and prepares a 16 Mpx PNG and a 16 Mpx progressive JPEG upload.
  * - `watermark`: sgm's invisible watermark — embed and read time per frame, PSNR, and the bits that
  *   survive PNG, our default mp4 and webm, at 1024×576 and at the demo size.
  *
@@ -36,6 +40,8 @@ const BENCHES: Record<string, () => Promise<(args: string[]) => Promise<void>>> 
   watermark: async () => (await import("./watermark.ts")).watermarkBench,
   ipc: async () => (await import("./ipc.ts")).ipc,
   memory: async () => (await import("./memory.ts")).memory,
+  uploads: async () => (await import("./uploads.ts")).uploads,
+  healthz: async () => (await import("./healthz_latency.ts")).healthzLatency,
 };
 
 const [name, ...args] = Deno.args;

@@ -11,8 +11,9 @@ import { createApp } from "../../functions/app.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { Metrics } from "../../functions/metrics.ts";
 import type { UploadModel } from "../../functions/multipart.ts";
+import { ImagePool } from "../../pipeline/image/image_pool.ts";
 
-/** The app and its queue; dispose it to close the queue. */
+/** The app, its queue and image pool; dispose it to close them. */
 export interface BareApp extends AsyncDisposable {
   readonly app: Hono;
 }
@@ -20,6 +21,7 @@ export interface BareApp extends AsyncDisposable {
 /** Builds the app for `model`. */
 export function bareApp(model: UploadModel): BareApp {
   const queue = new MemoryJobQueue({ capacity: 1, retentionMs: 1000, retryAfterSeconds: () => 1 });
+  const imagePool = new ImagePool({ workers: 1 });
   const app = createApp({
     queue,
     model,
@@ -28,7 +30,14 @@ export function bareApp(model: UploadModel): BareApp {
     inferenceReady: () => true,
     maxUploadBytes: 1 << 20,
     maxPixels: 16e6,
+    imagePool,
     heartbeatMs: 1000,
   });
-  return { app, [Symbol.asyncDispose]: () => queue.close() };
+  return {
+    app,
+    async [Symbol.asyncDispose]() {
+      await queue.close();
+      await imagePool.close();
+    },
+  };
 }

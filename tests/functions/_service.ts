@@ -7,12 +7,14 @@
 
 import type { Hono } from "hono";
 import { createApp } from "../../functions/app.ts";
+import type { JobAdmission } from "../../functions/job_admission.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import { Metrics } from "../../functions/metrics.ts";
 import type { UploadModel } from "../../functions/multipart.ts";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
+import { ImagePool } from "../../pipeline/image/image_pool.ts";
 import { modelConstants } from "../../pipeline/generate.ts";
 import { InferenceClient, readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import { InferenceEngine } from "../../pipeline/service/inference_engine.ts";
@@ -35,6 +37,12 @@ export interface TestServiceOptions {
   readonly heartbeatMs?: number;
   readonly maxUploadBytes?: number;
   readonly maxPixels?: number;
+  /** Upload limits (the app's defaults otherwise). */
+  readonly maxConcurrentUploads?: number;
+  readonly bodyIdleMs?: number;
+  readonly bodyTimeoutMs?: number;
+  /** Admission by cost (default: none). */
+  readonly admitJob?: JobAdmission;
   readonly retentionMs?: number;
   readonly cancelPollMs?: number;
   /** Overrides the engine's readiness (fake runners have no engine). */
@@ -50,6 +58,8 @@ export interface TestService extends AsyncDisposable {
   readonly app: Hono;
   readonly queue: MemoryJobQueue;
   readonly loop: WorkerLoop;
+  /** Checks uploads at the door and prepares the model's jobs' images. */
+  readonly imagePool: ImagePool;
   readonly metrics: Metrics;
   readonly model: UploadModel;
   /** Present with `run: "model"`. */
@@ -74,6 +84,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     onCancelledWhileQueued: () => metrics.cancelledWhileQueued(),
   });
   const maxPixels = options.maxPixels ?? 16e6;
+  const imagePool = new ImagePool();
   let engine: InferenceEngine<InferenceClient> | undefined;
   let run: VideoJobRunner;
   if (options.run === undefined || options.run === "model") {
@@ -81,6 +92,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     engine = started;
     await started.acquire();
     run = videoJobRunner({
+      images: imagePool,
       networks: () => started.acquire(),
       model: modelConstants(manifest.config),
       maxPixels,
@@ -107,6 +119,13 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     apiToken: options.apiToken,
     maxUploadBytes: options.maxUploadBytes ?? 20 * 1024 * 1024,
     maxPixels,
+    imagePool,
+    maxConcurrentUploads: options.maxConcurrentUploads,
+    bodyIdleMs: options.bodyIdleMs,
+    bodyTimeoutMs: options.bodyTimeoutMs,
+    admitJob: options.admitJob,
+    queueCapacity: slots + (options.queueSize ?? 8),
+    retryAfterSeconds: () => 7,
     heartbeatMs: options.heartbeatMs ?? 15_000,
     log,
     jobLog: log,
@@ -116,6 +135,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     app,
     queue,
     loop,
+    imagePool,
     metrics,
     model,
     engine,
@@ -124,6 +144,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
       await loop.stop({ drainMs: 60_000, cancelAfterMs: 0 });
       await queue.close();
       await engine?.close();
+      await imagePool.close();
     },
   };
 }

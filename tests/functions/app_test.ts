@@ -645,6 +645,7 @@ Deno.test("while draining, new generations get 503 shutting_down and /readyz 503
     inferenceReady: () => true,
     maxUploadBytes: 1 << 20,
     maxPixels: 16e6,
+    imagePool: service.imagePool,
     heartbeatMs: 1000,
     draining: () => true,
   });

@@ -16,6 +16,7 @@ import { createApp } from "../../functions/app.ts";
 import { RedisJobQueue, type RedisJobQueueOptions } from "../../functions/jobs/redis_job_queue.ts";
 import { Metrics } from "../../functions/metrics.ts";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
+import { ImagePool } from "../../pipeline/image/image_pool.ts";
 import { readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import { jobRequest } from "./_job_request.ts";
 import { RedisServer, redisServerMissing } from "./_redis_server.ts";
@@ -49,6 +50,7 @@ function redisTest(name: string, fn: () => Promise<void>): void {
 async function serveApi(server: RedisServer, options: Partial<RedisJobQueueOptions> = {}) {
   const { manifest } = await readModelDirectory(await ensureDemoModel(), { graphs: [] });
   const queue = await RedisJobQueue.connect({ url: server.url, ...OPTIONS, ...options });
+  const imagePool = new ImagePool({ workers: 1 });
   const app = createApp({
     queue,
     model: { name: manifest.name, sampling: manifest.config.sampling },
@@ -57,6 +59,7 @@ async function serveApi(server: RedisServer, options: Partial<RedisJobQueueOptio
     inferenceReady: () => true,
     maxUploadBytes: 20 * 1024 * 1024,
     maxPixels: 16e6,
+    imagePool,
     heartbeatMs: 15_000,
   });
   const http = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
@@ -66,6 +69,7 @@ async function serveApi(server: RedisServer, options: Partial<RedisJobQueueOptio
     async [Symbol.asyncDispose]() {
       await queue.close();
       await http.shutdown();
+      await imagePool.close();
     },
   };
 }

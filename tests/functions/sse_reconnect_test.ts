@@ -18,6 +18,7 @@ import { RedisJobQueue } from "../../functions/jobs/redis_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import { Metrics } from "../../functions/metrics.ts";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
+import { ImagePool } from "../../pipeline/image/image_pool.ts";
 import { readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import { RedisServer, redisServerMissing } from "./_redis_server.ts";
 import { SseReader } from "./_sse_client.ts";
@@ -28,6 +29,7 @@ const EVENT_TYPES = ["queued", "started", "step", "decoding", "encoding", "done"
 /** The app and a worker loop with a fake runner over `queue`, served on a free loopback port. */
 async function serve(queue: JobQueue, stepMs = 5) {
   const { manifest } = await readModelDirectory(await ensureDemoModel(), { graphs: [] });
+  const imagePool = new ImagePool({ workers: 1 });
   const app = createApp({
     queue,
     model: { name: manifest.name, sampling: manifest.config.sampling },
@@ -36,6 +38,7 @@ async function serve(queue: JobQueue, stepMs = 5) {
     inferenceReady: () => true,
     maxUploadBytes: 20 * 1024 * 1024,
     maxPixels: 16e6,
+    imagePool,
     heartbeatMs: 15_000,
   });
   const loop = new WorkerLoop({ queue, slots: 1, run: fakeRunner({ stepMs }), name: "sse" });
@@ -47,6 +50,7 @@ async function serve(queue: JobQueue, stepMs = 5) {
       await loop.stop({ drainMs: 5000, cancelAfterMs: 0 });
       await queue.close();
       await server.shutdown();
+      await imagePool.close();
     },
   };
 }

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
 import { modelConstants } from "../../pipeline/generate.ts";
+import { ImagePool } from "../../pipeline/image/image_pool.ts";
 import { parseRequest } from "../../pipeline/request/mod.ts";
 import { InferenceClient, readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import { runVideoJob } from "../../pipeline/service/video_job.ts";
@@ -56,6 +57,7 @@ Deno.test("runVideoJob marks the frames by default and leaves them alone with wa
   const dir = await ensureDemoModel();
   const { manifest } = await readModelDirectory(dir);
   await using client = await InferenceClient.start({ modelDir: dir });
+  const images = new ImagePool({ workers: 1 });
   const context = { surface: "http", model: manifest.name, sampling: manifest.config.sampling };
   const run = (fields: Record<string, string>) =>
     runVideoJob(
@@ -64,11 +66,12 @@ Deno.test("runVideoJob marks the frames by default and leaves them alone with wa
         { num_frames: 4, steps: 2, width: 256, height: 256, preview: "none", crf: 0, ...fields },
         { ...context, surface: "http" },
       ),
-      { networks: client, model: modelConstants(manifest.config), maxPixels: 16e6 },
+      { images, networks: client, model: modelConstants(manifest.config), maxPixels: 16e6 },
     );
   const marked = await detect((await run({})).bytes);
   assert.equal(marked.found, true, `pooled ${marked.matched}/48`);
   const unmarked = await detect((await run({ watermark: "false" })).bytes);
   assert.equal(unmarked.found, false, `pooled ${unmarked.matched}/48`);
   assert.ok(unmarked.frames.every((f) => f.verdict !== "very likely"));
+  await images.close();
 });
