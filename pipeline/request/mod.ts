@@ -28,6 +28,8 @@ export {
   SAMPLING_NAMES,
   type SamplingParams,
   type Surface,
+  WEBHOOK_EVENTS,
+  type WebhookEvent,
 } from "./fields.ts";
 export { ParameterError, type ParameterErrorCode } from "./parameter_error.ts";
 export {
@@ -41,4 +43,6 @@ export {
   requestJson,
   type RequestRule,
   type RuleFault,
+  WEBHOOK_ALLOWED,
+  type WebhookPolicy,
 } from "./parse_request.ts";
