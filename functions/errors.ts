@@ -14,6 +14,7 @@
  * | `QueueFullError` | 429 + `Retry-After` | `queue_full` |
  * | `StoreUnavailableError` | 503 + `Retry-After` | `store_unavailable` |
  * | `InferenceWorkerError` | 503 | `inference_worker_crashed`, `inference_unavailable` |
+ * | `DeadlineExceededError` (a job past its `timeout_seconds`; job `error` events only) | 504 | `deadline_exceeded` |
  * | `FfmpegError`, `FfmpegNotFoundError` | 500 | `encoding_failed` (details hidden, logged) |
  * | Hono's `HTTPException` | its own | `not_found`, `http_<status>` |
  * | an `api` process without a usable published model (`model_unavailable_app.ts`) | 503 + `Retry-After` | `model_unavailable` |
@@ -29,6 +30,7 @@ import { ImageTooLargeError, UnsupportedImageError } from "../pipeline/image/mod
 import { ParameterError } from "../pipeline/request/mod.ts";
 import { InferenceWorkerError } from "../pipeline/runtime/mod.ts";
 import { FfmpegError, FfmpegNotFoundError } from "../pipeline/video/mod.ts";
+import { DEADLINE_EXCEEDED, DeadlineExceededError } from "./jobs/deadlines.ts";
 import { QueueFullError, StoreUnavailableError } from "./jobs/job_queue.ts";
 
 /** An error as the wire shows it. */
@@ -158,6 +160,7 @@ export const ERROR_TABLE: readonly Row<unknown>[] = [
         code: "inference_unavailable",
         message: "The inference worker is not available; retry later",
       }),
+  row(DeadlineExceededError, (e) => ({ status: 504, code: DEADLINE_EXCEEDED, message: e.message })),
   row(FfmpegError, () => ENCODING_FAILED),
   row(FfmpegNotFoundError, () => ENCODING_FAILED),
   row(HTTPException, (e) => ({

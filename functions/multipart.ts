@@ -20,7 +20,12 @@
 
 import type { SamplingDefaults } from "../pipeline/config/mod.ts";
 import { assertImageSize, sniffImage } from "../pipeline/image/mod.ts";
-import { fieldsOn, parseRequest, REQUEST_FIELDS } from "../pipeline/request/mod.ts";
+import {
+  fieldsOn,
+  parseRequest,
+  REQUEST_FIELDS,
+  type RequestContext,
+} from "../pipeline/request/mod.ts";
 import { HttpError } from "./errors.ts";
 import type { JobRequest } from "./jobs/job_queue.ts";
 
@@ -54,7 +59,7 @@ export interface ParsedUpload {
 export async function parseUpload(
   request: Request,
   model: UploadModel,
-  limits: { readonly maxPixels: number },
+  limits: { readonly maxPixels: number } & Pick<RequestContext, "maxJobSeconds" | "webhooks">,
 ): Promise<ParsedUpload> {
   const type = request.headers.get("Content-Type") ?? "";
   const boundary = /^multipart\/form-data\s*;.*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(type);
@@ -118,6 +123,8 @@ export async function parseUpload(
     surface: "http",
     model: model.name,
     sampling: model.sampling,
+    maxJobSeconds: limits.maxJobSeconds,
+    webhooks: limits.webhooks,
   });
 
   // 3. The image: a file, a known format by its magic bytes, a pixel count within the limit.

@@ -103,6 +103,13 @@ const EVERYWHERE = ["http", "cli", "config"] as const;
 /** The events a webhook can be sent for (`webhook_events`). */
 export const WEBHOOK_EVENTS = ["started", "done", "error", "cancelled"] as const;
 
+/** The events a webhook gets when `webhook_events` is not given: the terminal ones. */
+export const DEFAULT_WEBHOOK_EVENTS: readonly ("done" | "error" | "cancelled")[] = [
+  "done",
+  "error",
+  "cancelled",
+];
+
 /** The longest `timeout_seconds` the declaration allows: a week (`MAX_JOB_SECONDS` narrows it). */
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 const IMAGE_SIDE = z.int().min(64).max(2048).multipleOf(64);
@@ -319,7 +326,8 @@ export const REQUEST_FIELDS = {
     key: "webhook_events",
     group: "job",
     schema: z.array(z.enum(WEBHOOK_EVENTS)).min(1).max(WEBHOOK_EVENTS.length),
-    default: ["done", "error", "cancelled"],
+    default: DEFAULT_WEBHOOK_EVENTS,
+    optional: true, // a request made in code may leave it out: the default applies all the same
     title: "Webhook events",
     description: "The events sent to webhook, comma-separated: started, done, error, cancelled " +
       "(default: the terminal ones).",

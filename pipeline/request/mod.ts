@@ -16,7 +16,9 @@ export { allowedOf, checkValue, jsonSchemaOf, readText } from "./field_values.ts
 export {
   type ClipFormat,
   declarationOf,
+  DEFAULT_WEBHOOK_EVENTS,
   FIELD_NAMES,
+  MAX_TIMEOUT_SECONDS,
   type FieldDeclaration,
   type FieldName,
   fieldsOn,
