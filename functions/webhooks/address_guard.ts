@@ -7,16 +7,15 @@
  *
  * 1. when the request comes (`checkWebhookTarget`): the host is resolved and every address it
  *    resolves to must be public, or the request is refused with 422 naming `webhook`;
- * 2. when each attempt connects (`guardedLookup`, node:http's `lookup` hook): the host is
- *    resolved again, checked again, and the connection goes to exactly the addresses checked. A
- *    name that resolved to a public address at (1) and to a private one later (DNS rebinding)
- *    is refused there.
+ * 2. when each attempt connects (`webhook_sender.ts`): the host is resolved again, checked
+ *    again, and the socket connects to one of exactly the addresses checked. A name that
+ *    resolved to a public address at (1) and to a private one later (DNS rebinding) is refused
+ *    there.
  *
  * Addresses are classified by `ipaddr.js` (npm, a long-kept library used by Express and others):
  * IPv4-mapped and IPv4-compatible IPv6 addresses (`::ffff:127.0.0.1`) are judged as the IPv4
  * address they hold, and IPv6 ranges that embed IPv4 (6to4, Teredo, NAT64) are refused. Only
- * ipaddr.js's `unicast` range passes. IP literals in the URL are checked as written (node does
- * not resolve them, so step 2 checks them before connecting).
+ * ipaddr.js's `unicast` range passes. IP literals in the URL are checked as written.
  *
  * `WEBHOOK_ALLOW_PRIVATE=1` turns the guard off (and allows http URLs): for tests with a receiver
  * on loopback, never in production.
@@ -25,7 +24,6 @@
  */
 
 import { lookup } from "node:dns/promises";
-import type { LookupFunction } from "node:net";
 import ipaddr from "ipaddr.js";
 import { ParameterError, WEBHOOK_ALLOWED } from "../../pipeline/request/mod.ts";
 
@@ -123,26 +121,6 @@ export async function checkWebhookTarget(url: string, policy: AddressPolicy): Pr
       cause: error,
     });
   }
-}
-
-/**
- * A `lookup` for node:http(s) that resolves and checks each connection's host (step 2 of the
- * module doc): the socket connects to the addresses it returns, which are the ones checked.
- */
-export function guardedLookup(policy: AddressPolicy): LookupFunction {
-  return (hostname, options, callback) => {
-    resolveTarget(hostname, policy).then(
-      (addresses) => {
-        const found = addresses.map((address) => ({
-          address,
-          family: ipaddr.parse(address).kind() === "ipv6" ? 6 : 4,
-        }));
-        if (options.all) callback(null, found);
-        else callback(null, found[0].address, found[0].family);
-      },
-      (error) => callback(error, ""),
-    );
-  };
 }
 
 async function systemResolve(hostname: string): Promise<string[]> {

@@ -19,7 +19,7 @@ export interface ReceivedDelivery {
   readonly body: string;
   /** `true` when `standardwebhooks` verified it, else its error message. */
   readonly verified: true | string;
-  /** What the receiver answered. */
+  /** What the receiver answered (0 while it has not answered yet). */
   readonly status: number;
   /** Attempt number of this `webhook-id`, from 1. */
   readonly attempt: number;
@@ -33,18 +33,32 @@ export interface ReceiverOptions {
    * The answer to attempt `attempt` of a delivery: a status, or a Response (default: 500 to the
    * first attempt of each id, then 200).
    */
-  readonly answer?: (delivery: Omit<ReceivedDelivery, "status">) => number | Response;
+  readonly answer?: (
+    delivery: Omit<ReceivedDelivery, "status">,
+  ) => number | Response | Promise<number | Response>;
+  /** Serve https with this certificate (PEM) and key, for the name `receiver.test`. */
+  readonly tls?: { readonly cert: string; readonly key: string };
+}
+
+/** The test CA and the receiver's certificate for `receiver.test` (tests/fixtures/webhook_tls). */
+export async function testTls(): Promise<{ ca: string; cert: string; key: string }> {
+  const read = (name: string) =>
+    Deno.readTextFile(new URL(`../fixtures/webhook_tls/${name}`, import.meta.url));
+  return { ca: await read("ca.pem"), cert: await read("receiver.pem"), key: await read("receiver.key") };
 }
 
 /** A receiver; dispose it to stop its server. */
 export class WebhookReceiver implements AsyncDisposable {
   readonly deliveries: ReceivedDelivery[] = [];
   readonly #server: Deno.HttpServer<Deno.NetAddr>;
+  readonly #secure: boolean;
 
   private constructor(options: ReceiverOptions) {
     const verifier = new Webhook(options.secret);
     const answer = options.answer ?? ((d) => d.attempt === 1 ? 500 : 200);
-    this.#server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    this.#secure = options.tls !== undefined;
+    const listen = { hostname: "127.0.0.1", port: 0, onListen() {}, ...options.tls };
+    this.#server = Deno.serve(listen, async (req) => {
       const body = await req.text();
       const headers = Object.fromEntries(req.headers);
       let verified: true | string = true;
@@ -63,11 +77,12 @@ export class WebhookReceiver implements AsyncDisposable {
         verified,
         attempt: this.deliveries.filter((d) => d.id === id).length + 1,
       };
-      const answered = answer(seen);
+      const index = this.deliveries.push({ ...seen, status: 0 }) - 1; // arrived
+      const answered = await answer(seen);
       const response = typeof answered === "number"
         ? new Response(answered === 204 ? null : "ok", { status: answered })
         : answered;
-      this.deliveries.push({ ...seen, status: response.status });
+      this.deliveries[index] = { ...seen, status: response.status };
       return response;
     });
   }
@@ -77,19 +92,23 @@ export class WebhookReceiver implements AsyncDisposable {
     return new WebhookReceiver(options);
   }
 
-  /** `http://127.0.0.1:<port>` + `path`. */
+  /** `http://127.0.0.1:<port>` + `path` (`https://receiver.test:<port>` with TLS). */
   url(path = "/hook"): string {
-    return `http://127.0.0.1:${this.#server.addr.port}${path}`;
+    const host = this.#secure ? "https://receiver.test" : "http://127.0.0.1";
+    return `${host}:${this.#server.addr.port}${path}`;
   }
 
   get port(): number {
     return this.#server.addr.port;
   }
 
-  /** Waits until `count` requests matching `where` arrived (default: any), at most `timeoutMs`. */
+  /**
+   * Waits until `count` requests matching `where` arrived (default: answered ones), at most
+   * `timeoutMs`.
+   */
   async received(
     count: number,
-    where: (d: ReceivedDelivery) => boolean = () => true,
+    where: (d: ReceivedDelivery) => boolean = (d) => d.status !== 0,
     timeoutMs = 60_000,
   ): Promise<ReceivedDelivery[]> {
     return await waitFor(() => {

@@ -14,8 +14,12 @@ import {
   WebhookTargetError,
 } from "../../functions/webhooks/address_guard.ts";
 import { postWebhook } from "../../functions/webhooks/webhook_sender.ts";
+import {
+  parseWebhookSecrets,
+  signWebhook,
+} from "../../functions/webhooks/webhook_signature.ts";
 import { ParameterError } from "../../pipeline/request/mod.ts";
-import { randomSecret, WebhookReceiver } from "./_webhook_receiver.ts";
+import { randomSecret, testTls, WebhookReceiver } from "./_webhook_receiver.ts";
 
 const LOCAL: Deno.PermissionOptions = { net: ["127.0.0.1"] };
 
@@ -189,5 +193,45 @@ Deno.test({
       { policy, timeoutMs: 5000 },
     );
     assert.ok("error" in refused && /ECONNREFUSED|refused/i.test(refused.error), JSON.stringify(refused));
+  },
+});
+
+Deno.test({
+  name: "postWebhook() speaks https for the URL's name over the checked address, and the " +
+    "standardwebhooks package verifies what it sent; a certificate it cannot trust fails",
+  permissions: { net: ["127.0.0.1"], read: true },
+  async fn() {
+    const tls = await testTls();
+    const secret = randomSecret();
+    await using receiver = WebhookReceiver.start({ secret, tls, answer: () => 202 });
+    const body = JSON.stringify({ type: "generation.done", id: "x" });
+    const now = Math.floor(Date.now() / 1000);
+    const post = {
+      url: receiver.url("/hook?via=tls"),
+      body,
+      headers: {
+        "webhook-id": "msg_tls",
+        "webhook-timestamp": String(now),
+        "webhook-signature": signWebhook(parseWebhookSecrets(secret), "msg_tls", now, body),
+      },
+    };
+    // receiver.test is the receiver on loopback, which only the test's policy lets through.
+    const policy = { allowPrivate: true, resolve: () => Promise.resolve(["127.0.0.1"]) };
+    assert.deepEqual(await postWebhook(post, { policy, timeoutMs: 10_000, caCerts: [tls.ca] }), {
+      status: 202,
+    });
+    const [got] = await receiver.received(1);
+    assert.equal(got.verified, true);
+    assert.equal(got.body, body);
+    assert.equal(got.path, "/hook");
+
+    const untrusted = await postWebhook(post, { policy, timeoutMs: 10_000 });
+    assert.ok("error" in untrusted && /certificate|issuer/i.test(untrusted.error), JSON.stringify(untrusted));
+    const byAddress = await postWebhook(
+      { ...post, url: `https://127.0.0.1:${receiver.port}/hook` },
+      { policy, timeoutMs: 10_000, caCerts: [tls.ca] },
+    );
+    assert.ok("error" in byAddress && /certificate|name/i.test(byAddress.error), JSON.stringify(byAddress));
+    assert.equal(receiver.deliveries.length, 1, "only the trusted attempt was received");
   },
 });
