@@ -112,7 +112,10 @@ export async function main(config: ServerConfig): Promise<void> {
   // Embedded: pending deliveries survive a restart only in a spool folder (see its module doc).
   const spool = redis || config.webhookSpoolDir === undefined
     ? undefined
-    : await MemoryWebhookOutbox.open({ dir: config.webhookSpoolDir, retentionMs: queueOptions.retentionMs });
+    : await MemoryWebhookOutbox.open({
+      dir: config.webhookSpoolDir,
+      retentionMs: queueOptions.retentionMs,
+    });
   const queue: JobQueue = redis ?? new MemoryJobQueue({ ...queueOptions, webhooks: spool });
   const sweeper = new DeadlineSweeper({ queue });
   sweeper.start();

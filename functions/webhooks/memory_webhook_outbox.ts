@@ -29,10 +29,10 @@
 import type { JobRecord } from "../jobs/job_queue.ts";
 import {
   type ClaimedDeliveries,
+  deliveryId,
   type DeliveryNext,
   type DeliveryState,
   type DeliveryStatus,
-  deliveryId,
   type LeasedDelivery,
   type WebhookAttempt,
   type WebhookEvent,

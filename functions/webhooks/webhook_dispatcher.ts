@@ -44,7 +44,12 @@ import type {
   WebhookAttempt,
   WebhookOutbox,
 } from "./webhook_outbox.ts";
-import { type PostOptions, type PostResult, postWebhook, type WebhookPost } from "./webhook_sender.ts";
+import {
+  type PostOptions,
+  type PostResult,
+  postWebhook,
+  type WebhookPost,
+} from "./webhook_sender.ts";
 import { signWebhook } from "./webhook_signature.ts";
 
 /** Options of {@linkcode WebhookDispatcher}. */
@@ -235,14 +240,15 @@ export class WebhookDispatcher {
       }
     } catch (error) {
       // Not recorded: the lease runs out and the delivery is tried again.
-      this.#log.warning(`webhook ${delivery.id}: its attempt could not be recorded: ${
-        errorMessage(error)
-      }`, {
-        event: "webhook_settle_failed",
-        webhook_id: delivery.id,
-        generation: delivery.jobId,
-        error: errorMessage(error),
-      });
+      this.#log.warning(
+        `webhook ${delivery.id}: its attempt could not be recorded: ${errorMessage(error)}`,
+        {
+          event: "webhook_settle_failed",
+          webhook_id: delivery.id,
+          generation: delivery.jobId,
+          error: errorMessage(error),
+        },
+      );
       return;
     }
     this.#logAttempt(delivery, attempt, next);

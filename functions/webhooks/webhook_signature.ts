@@ -49,11 +49,15 @@ export function parseWebhookSecrets(text: string): Uint8Array[] {
     const allowed = `${SECRET_PREFIX} followed by the base64 of ${SECRET_BYTES.min}..` +
       `${SECRET_BYTES.max} random bytes (e.g. whsec_$(openssl rand -base64 32))`;
     if (!secret.startsWith(SECRET_PREFIX)) {
-      throw new WebhookSecretError(`${which} does not start with ${SECRET_PREFIX}: allowed ${allowed}`);
+      throw new WebhookSecretError(
+        `${which} does not start with ${SECRET_PREFIX}: allowed ${allowed}`,
+      );
     }
     const base64 = secret.slice(SECRET_PREFIX.length);
     if (!/^[A-Za-z0-9+/]+={0,2}$/.test(base64) || base64.length % 4 !== 0) {
-      throw new WebhookSecretError(`${which} is not base64 after ${SECRET_PREFIX}: allowed ${allowed}`);
+      throw new WebhookSecretError(
+        `${which} is not base64 after ${SECRET_PREFIX}: allowed ${allowed}`,
+      );
     }
     const key = new Uint8Array(Buffer.from(base64, "base64"));
     if (key.length < SECRET_BYTES.min || key.length > SECRET_BYTES.max) {

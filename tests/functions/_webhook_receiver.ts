@@ -44,7 +44,11 @@ export interface ReceiverOptions {
 export async function testTls(): Promise<{ ca: string; cert: string; key: string }> {
   const read = (name: string) =>
     Deno.readTextFile(new URL(`../fixtures/webhook_tls/${name}`, import.meta.url));
-  return { ca: await read("ca.pem"), cert: await read("receiver.pem"), key: await read("receiver.key") };
+  return {
+    ca: await read("ca.pem"),
+    cert: await read("receiver.pem"),
+    key: await read("receiver.key"),
+  };
 }
 
 /** A receiver; dispose it to stop its server. */
@@ -111,10 +115,14 @@ export class WebhookReceiver implements AsyncDisposable {
     where: (d: ReceivedDelivery) => boolean = (d) => d.status !== 0,
     timeoutMs = 60_000,
   ): Promise<ReceivedDelivery[]> {
-    return await waitFor(() => {
-      const found = this.deliveries.filter(where);
-      return found.length >= count ? found : undefined;
-    }, `${count} webhook request(s)`, timeoutMs);
+    return await waitFor(
+      () => {
+        const found = this.deliveries.filter(where);
+        return found.length >= count ? found : undefined;
+      },
+      `${count} webhook request(s)`,
+      timeoutMs,
+    );
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

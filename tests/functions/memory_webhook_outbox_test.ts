@@ -18,7 +18,9 @@ const HOOKED = jobRequest({}, { webhook: "https://hooks.example.com/svd" });
 
 async function spooled(dir: string): Promise<string[]> {
   const names: string[] = [];
-  for await (const entry of Deno.readDir(dir)) if (entry.name.endsWith(".json")) names.push(entry.name);
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.name.endsWith(".json")) names.push(entry.name);
+  }
   return names;
 }
 
@@ -85,7 +87,11 @@ Deno.test({
       );
       holder.close();
       await Deno.writeTextFile(`${dir}/msg_x_1.json.tmp`, '{"version":1,"id":');
-      const next = await MemoryWebhookOutbox.open({ dir, retentionMs: 60_000, lockTimeoutMs: 2000 });
+      const next = await MemoryWebhookOutbox.open({
+        dir,
+        retentionMs: 60_000,
+        lockTimeoutMs: 2000,
+      });
       assert.equal(next.pending, 0);
       next.close();
       assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), [".lock"]);

@@ -14,10 +14,7 @@ import {
   WebhookTargetError,
 } from "../../functions/webhooks/address_guard.ts";
 import { postWebhook } from "../../functions/webhooks/webhook_sender.ts";
-import {
-  parseWebhookSecrets,
-  signWebhook,
-} from "../../functions/webhooks/webhook_signature.ts";
+import { parseWebhookSecrets, signWebhook } from "../../functions/webhooks/webhook_signature.ts";
 import { ParameterError } from "../../pipeline/request/mod.ts";
 import { randomSecret, testTls, WebhookReceiver } from "./_webhook_receiver.ts";
 
@@ -55,7 +52,9 @@ Deno.test({
       ["2001:0:a00:1::", /Teredo/],
       ["not-an-ip", /not an IP address/],
     ];
-    for (const [address, why] of refused) assert.match(forbiddenAddress(address) ?? "", why, address);
+    for (const [address, why] of refused) {
+      assert.match(forbiddenAddress(address) ?? "", why, address);
+    }
   },
 });
 
@@ -84,7 +83,10 @@ Deno.test({
       /mixed\.example\.com resolves to 10\.1\.2\.3, a private address/,
     );
     await assert.rejects(resolveTarget("metadata.google.internal", policy), /link-local/);
-    await assert.rejects(resolveTarget("nowhere.example", policy), /does not resolve \(ENOTFOUND\)/);
+    await assert.rejects(
+      resolveTarget("nowhere.example", policy),
+      /does not resolve \(ENOTFOUND\)/,
+    );
     await assert.rejects(resolveTarget("[::1]", policy), /::1 is a loopback address/);
     await assert.rejects(resolveTarget("127.0.0.1", policy), WebhookTargetError);
     assert.deepEqual(
@@ -92,7 +94,11 @@ Deno.test({
       ["93.184.216.34", "10.1.2.3"],
       "WEBHOOK_ALLOW_PRIVATE lets them all pass",
     );
-    const slow = { allowPrivate: false, resolve: () => new Promise<string[]>(() => {}), resolveTimeoutMs: 50 };
+    const slow = {
+      allowPrivate: false,
+      resolve: () => new Promise<string[]>(() => {}),
+      resolveTimeoutMs: 50,
+    };
     await assert.rejects(resolveTarget("slow.example", slow), /took longer than 0.05 s/);
   },
 });
@@ -139,7 +145,10 @@ Deno.test({
     await checkWebhookTarget(post.url, policy);
     const result = await postWebhook(post, { policy, timeoutMs: 10_000 });
     assert.deepEqual(result, { error: "rebind.example resolves to 127.0.0.1, a loopback address" });
-    const literal = await postWebhook({ ...post, url: receiver.url() }, { policy, timeoutMs: 10_000 });
+    const literal = await postWebhook({ ...post, url: receiver.url() }, {
+      policy,
+      timeoutMs: 10_000,
+    });
     assert.deepEqual(literal, { error: "127.0.0.1 is a loopback address" });
     assert.equal(receiver.deliveries.length, 0, "nothing reached the receiver");
 
@@ -171,13 +180,18 @@ Deno.test({
           : 200,
     });
     const send = (path: string) =>
-      postWebhook({ url: receiver.url(path), headers: {}, body: "{}" }, { policy, timeoutMs: 10_000 });
+      postWebhook({ url: receiver.url(path), headers: {}, body: "{}" }, {
+        policy,
+        timeoutMs: 10_000,
+      });
     assert.deepEqual(await send("/moved"), { status: 307 });
     assert.deepEqual(receiver.deliveries.map((d) => d.path), ["/moved"], "/hook never asked");
     assert.deepEqual(await send("/busy"), { status: 503, retryAfterMs: 120_000 });
 
-    const silent = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () =>
-      new Promise<Response>((resolve) => hang = () => resolve(new Response("late"))));
+    const silent = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      () => new Promise<Response>((resolve) => hang = () => resolve(new Response("late"))),
+    );
     try {
       const result = await postWebhook(
         { url: `http://127.0.0.1:${silent.addr.port}/`, headers: {}, body: "{}" },
@@ -192,7 +206,10 @@ Deno.test({
       { url: "http://127.0.0.1:1/", headers: {}, body: "{}" },
       { policy, timeoutMs: 5000 },
     );
-    assert.ok("error" in refused && /ECONNREFUSED|refused/i.test(refused.error), JSON.stringify(refused));
+    assert.ok(
+      "error" in refused && /ECONNREFUSED|refused/i.test(refused.error),
+      JSON.stringify(refused),
+    );
   },
 });
 
@@ -226,12 +243,18 @@ Deno.test({
     assert.equal(got.path, "/hook");
 
     const untrusted = await postWebhook(post, { policy, timeoutMs: 10_000 });
-    assert.ok("error" in untrusted && /certificate|issuer/i.test(untrusted.error), JSON.stringify(untrusted));
+    assert.ok(
+      "error" in untrusted && /certificate|issuer/i.test(untrusted.error),
+      JSON.stringify(untrusted),
+    );
     const byAddress = await postWebhook(
       { ...post, url: `https://127.0.0.1:${receiver.port}/hook` },
       { policy, timeoutMs: 10_000, caCerts: [tls.ca] },
     );
-    assert.ok("error" in byAddress && /certificate|name/i.test(byAddress.error), JSON.stringify(byAddress));
+    assert.ok(
+      "error" in byAddress && /certificate|name/i.test(byAddress.error),
+      JSON.stringify(byAddress),
+    );
     assert.equal(receiver.deliveries.length, 1, "only the trusted attempt was received");
   },
 });

@@ -161,10 +161,12 @@ Deno.test({
     await second.line("ready");
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) {
-      ids.push(await post(i % 2 === 0 ? secondUrl : await third.url(), {
-        webhook: receiver.url("/once"),
-        webhook_events: "started,done",
-      }));
+      ids.push(
+        await post(i % 2 === 0 ? secondUrl : await third.url(), {
+          webhook: receiver.url("/once"),
+          webhook_events: "started,done",
+        }),
+      );
     }
     const once = await receiver.received(8, (d) => d.path === "/once" && d.status !== 0, 90_000);
     assert.ok(await nothingMoreWithin(receiver, 3000));
@@ -178,9 +180,11 @@ Deno.test({
       ids.flatMap((job) => [`${job} generation.done`, `${job} generation.started`]).sort(),
     );
     const sent = [second, third].map((p) =>
-      p.lines.filter((l) => l.event === "webhook_delivered" && String(l.target).endsWith(
-        `:${receiver.port}`,
-      ) && ids.includes(String(l.generation))).length
+      p.lines.filter((l) =>
+        l.event === "webhook_delivered" && String(l.target).endsWith(
+          `:${receiver.port}`,
+        ) && ids.includes(String(l.generation))
+      ).length
     );
     assert.equal(sent[0] + sent[1], 8, `sent by the two instances: ${sent.join(" + ")}`);
   },

@@ -108,7 +108,9 @@ Deno.test({
       webhook_events: "started,done",
     });
     const received = await t.receiver.received(4);
-    for (const delivery of received) assert.equal(delivery.verified, true, String(delivery.verified));
+    for (const delivery of received) {
+      assert.equal(delivery.verified, true, String(delivery.verified));
+    }
     assert.ok(received.every((d) => d.path === "/svd"));
     const byId = Object.groupBy(received, (d) => d.id);
     assert.equal(Object.keys(byId).length, 2, "one webhook-id per event");
@@ -159,10 +161,12 @@ Deno.test({
     const document = await (await t.service.app.request("/openapi.json")).json();
     const ajv = new Ajv2020({ strict: false, validateFormats: false });
     ajv.addSchema(document, "api");
-    for (const [schema, value] of [["GenerationWebhook", started], ["GenerationWebhook", done], [
-      "GenerationStatus",
-      status,
-    ]]) {
+    for (
+      const [schema, value] of [["GenerationWebhook", started], ["GenerationWebhook", done], [
+        "GenerationStatus",
+        status,
+      ]]
+    ) {
       const validate = ajv.getSchema(`api#/components/schemas/${schema}`)!;
       assert.ok(validate(value), `${schema}: ${ajv.errorsText(validate.errors)}`);
     }
@@ -244,7 +248,7 @@ Deno.test({
       sendPolicy: { allowPrivate: false, resolve: () => Promise.resolve(["127.0.0.1"]) },
       dispatcher: { retryWindowMs: 1500 },
     });
-    const portless = (await t.submit({ webhook: "https://rebind.example.com/hook" }));
+    const portless = await t.submit({ webhook: "https://rebind.example.com/hook" });
     const status = await waitFor(async () => {
       const json = await t.status(portless);
       return json.webhook_deliveries?.[0]?.state === "failed" ? json : undefined;

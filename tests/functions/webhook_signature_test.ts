@@ -48,7 +48,8 @@ Deno.test({
     const now = Math.floor(Date.now() / 1000);
     const body = '{"status":"done"}';
     const signature = signWebhook(parseWebhookSecrets(secret), "msg_a", now, body);
-    const verify = (s: string, b: string, id: string) => new Webhook(s).verify(b, headers(id, now, signature));
+    const verify = (s: string, b: string, id: string) =>
+      new Webhook(s).verify(b, headers(id, now, signature));
     assert.throws(() => verify(secret, '{"status":"error"}', "msg_a"), /No matching signature/);
     assert.throws(() => verify(randomSecret(), body, "msg_a"), /No matching signature/);
     assert.throws(() => verify(secret, body, "msg_b"), /No matching signature/);
@@ -81,7 +82,9 @@ Deno.test({
     const of = (n: number) => `whsec_${btoa("s".repeat(n))}`;
     assert.equal(parseWebhookSecrets(of(24))[0].length, 24);
     assert.equal(parseWebhookSecrets(` ${of(64)}  ${of(32)} `).length, 2);
-    for (const bad of [of(23), of(65), "s3cr3tvaluethatislongenough0123", "whsec_not base64!", ""]) {
+    for (
+      const bad of [of(23), of(65), "s3cr3tvaluethatislongenough0123", "whsec_not base64!", ""]
+    ) {
       assert.throws(() => parseWebhookSecrets(bad), (error: unknown) => {
         assert.ok(error instanceof WebhookSecretError);
         assert.match(error.message, /allowed whsec_ followed by the base64 of 24\.\.64|no secret/);
