@@ -77,6 +77,14 @@ import {
 } from "./pipeline/runtime/provider.ts";
 import { missingProviderLibraries } from "./pipeline/runtime/provider_libraries.ts";
 import { InferenceEngine } from "./pipeline/service/inference_engine.ts";
+import {
+  type JobCost,
+  jobCost,
+  type JobLimits,
+  type JobShape,
+  resolveJobLimits,
+} from "./pipeline/service/job_cost.ts";
+import { clearStaleTempDirs, ProcessTempDir } from "./pipeline/service/temp_dirs.ts";
 import { videoJobRunner } from "./pipeline/service/video_job.ts";
 
 const log = getLog("service");
@@ -95,12 +103,27 @@ export async function main(config: ServerConfig): Promise<void> {
     ? undefined
     : await readModelDirectory(modelDir, works ? {} : { graphs: [] });
   const decoding = works ? await decideDecodingT(config, local!.manifest) : undefined;
+  // Admission by cost (issue 13): the limits every request's cost and planned memory must fit.
+  const limits = decoding ? logJobLimits(config, decoding.budgetBytes) : undefined;
+  const jobModel = local && { config: local.manifest.config, precision: local.manifest.precision };
+  /** A job's cost on the provider in use (the CPU's until the model is loaded). */
+  const costOf = (shape: JobShape) => jobCost(shape, jobModel!, provider ?? "cpu", limits!);
+  /** `use` of a cost, or `fallback` where the plan cannot say (it then must not fail the job). */
+  const fromCost = <T>(shape: JobShape, use: (cost: JobCost) => T, fallback: T): T => {
+    try {
+      return use(costOf(shape));
+    } catch {
+      return fallback;
+    }
+  };
   const metrics = new Metrics();
   const queueOptions = {
     capacity: config.slots + config.queueSize,
     retentionMs: config.retentionSeconds * 1000,
     // A slot frees up after about one generation.
     retryAfterSeconds: () => Math.ceil(metrics.meanGenerationSeconds ?? 10),
+    // The worker loop counts the jobs it ran; the queue those it cancelled before any worker.
+    onCancelledWhileQueued: () => metrics.cancelledWhileQueued(),
   };
   const webhookRetryMs = config.webhookRetrySeconds * 1000;
   const redis = config.redisUrl === undefined ? undefined : await connectRedis(config.redisUrl, {
@@ -173,13 +196,18 @@ export async function main(config: ServerConfig): Promise<void> {
       // The first load is told by the ready line, or by load_failed.
       if (notice.type === "loaded" && !notice.restart) return;
       if (notice.type === "load_failed" && provider === undefined) return;
+      const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
       const message = notice.type === "loaded"
-        ? `inference worker restarted in ${formatDuration(notice.ms)}`
+        ? `inference process restarted in ${formatDuration(notice.ms)}`
         : notice.type === "worker_stopped"
-        ? `inference worker stopped (${notice.reason}): ${notice.message}`
+        ? `inference process stopped (${notice.reason}): ${notice.message}`
+        : notice.type === "recycling"
+        ? `inference process recycled after a large job: its resident memory grew from ${
+          gib(notice.rssBeforeBytes)
+        } to ${gib(notice.rssAfterBytes)}`
         : `the model could not be loaded: ${notice.message}`;
       const fields = { event: `inference_${notice.type}`, ...notice };
-      if (notice.type === "loaded") log.info(message, fields);
+      if (notice.type === "loaded" || notice.type === "recycling") log.info(message, fields);
       else log.error(message, fields);
     },
   );
@@ -243,13 +271,34 @@ export async function main(config: ServerConfig): Promise<void> {
       "waiting_for_model",
       watch!.state.kind === "waiting" ? watch!.state.message : "",
     );
+  // Clips are encoded in this process's own temporary folder; what killed processes left goes.
+  const temp = works ? await startTempDir() : undefined;
+  const defaultSampling = decoding?.sampling;
+  const defaultShape: JobShape | undefined = defaultSampling && {
+    frames: defaultSampling.numFrames,
+    width: defaultSampling.width,
+    height: defaultSampling.height,
+    steps: defaultSampling.numSteps,
+    decodingT: defaultSampling.decodingT,
+  };
   const loop = !works ? undefined : new WorkerLoop({
     queue,
     slots: config.slots,
     run: videoJobRunner({
-      networks: () => engine!.acquire(),
+      engine: engine!,
       model: modelConstants(local!.manifest.config),
       maxPixels: config.maxPixels,
+      tempDir: temp?.path,
+      // The CFG batch is split where only that fits the memory limit (an L4 for SVD-XT).
+      unetBatch: (shape) => fromCost(shape, (cost) => cost.unetBatch, "cfg"),
+      // Larger than the model's default request by the plan: the memory it leaves is returned.
+      largeJob: (shape) =>
+        config.inferenceRecycle &&
+        fromCost(
+          shape,
+          (cost) => cost.memoryBytes > 1.2 * costOf(defaultShape!).memoryBytes,
+          true,
+        ),
     }),
     observer: metrics,
   });
@@ -334,6 +383,7 @@ export async function main(config: ServerConfig): Promise<void> {
     await queue.close();
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
     await engine?.close().catch(() => {});
+    await temp?.close();
     clearTimeout(deadline);
     const ms = Math.round(performance.now() - began);
     log.info(
@@ -390,7 +440,7 @@ export async function main(config: ServerConfig): Promise<void> {
 async function decideDecodingT(
   config: ServerConfig,
   manifest: ModelManifest,
-): Promise<{ sampling: SamplingDefaults; source: string }> {
+): Promise<{ sampling: SamplingDefaults; source: string; budgetBytes?: number }> {
   const decoding = await serviceDecodingT({
     config: manifest.config,
     precision: manifest.precision,
@@ -398,10 +448,56 @@ async function decideDecodingT(
     gpuMemoryGb: config.gpuMemoryGb,
   });
   const source = `${decoding.source}${decoding.note ? `: ${decoding.note}` : ""}`;
-  const line = `default decoding_t ${decoding.decodingT} (${source})`;
+  const line = `default decoding_t ${decoding.decodingT}${
+    decoding.unetBatch === "split" ? ", the CFG batch split into two UNet calls" : ""
+  } (${source})`;
   if (decoding.fits === false) log.warning(line, { event: "decoding_t", ...decoding });
   else log.info(line, { event: "decoding_t", ...decoding });
-  return { sampling: { ...manifest.config.sampling, decodingT: decoding.decodingT }, source };
+  return {
+    sampling: { ...manifest.config.sampling, decodingT: decoding.decodingT },
+    source,
+    budgetBytes: decoding.budget?.bytes,
+  };
+}
+
+/** The service's job limits (`MAX_JOB_COST`, `MAX_JOB_MEMORY_GB`), logged once. */
+function logJobLimits(config: ServerConfig, gpuBudgetBytes: number | undefined): JobLimits {
+  const limits = resolveJobLimits({
+    maxJobCost: config.maxJobCost,
+    maxJobMemoryGb: config.maxJobMemoryGb,
+    provider: config.provider,
+    gpuBudgetBytes,
+  });
+  log.info(
+    `job limits: cost ${limits.maxCost.toLocaleString("en-US")} (frames × pixels × steps), ` +
+      `planned memory ${
+        (limits.maxMemoryBytes / 1024 ** 3).toFixed(2)
+      } GiB (${limits.memorySource})`,
+    {
+      event: "job_limits",
+      max_cost: limits.maxCost,
+      max_memory_bytes: limits.maxMemoryBytes,
+      memory_source: limits.memorySource,
+    },
+  );
+  return limits;
+}
+
+/**
+ * Clears the temporary folders killed service processes left (logged when there were any) and
+ * takes this process's own.
+ */
+async function startTempDir(): Promise<ProcessTempDir> {
+  const { removed } = await clearStaleTempDirs();
+  if (removed.length > 0) {
+    log.info(
+      `removed ${removed.length} temporary folder${
+        removed.length === 1 ? "" : "s"
+      } left by killed processes`,
+      { event: "temp_cleared", removed },
+    );
+  }
+  return await ProcessTempDir.create();
 }
 
 /**

@@ -15,6 +15,8 @@
  * | `StoreUnavailableError` | 503 + `Retry-After` | `store_unavailable` |
  * | `InferenceWorkerError` | 503 | `inference_worker_crashed`, `inference_unavailable` |
  * | `DeadlineExceededError` (a job past its `timeout_seconds`; job `error` events only) | 504 | `deadline_exceeded` |
+ * | `JobLimitError` (over `MAX_JOB_COST` or `MAX_JOB_MEMORY_GB`) | 422 | `job_too_large` |
+ * | `FfmpegTimeoutError` (the encoder ran past its time) | 500 | `encoding_timed_out` |
  * | `FfmpegError`, `FfmpegNotFoundError` | 500 | `encoding_failed` (details hidden, logged) |
  * | Hono's `HTTPException` | its own | `not_found`, `http_<status>` |
  * | an `api` process without a usable published model (`model_unavailable_app.ts`) | 503 + `Retry-After` | `model_unavailable` |
@@ -29,8 +31,9 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { ImageTooLargeError, UnsupportedImageError } from "../pipeline/image/mod.ts";
 import { ParameterError } from "../pipeline/request/mod.ts";
 import { InferenceWorkerError } from "../pipeline/runtime/mod.ts";
-import { FfmpegError, FfmpegNotFoundError } from "../pipeline/video/mod.ts";
 import { DEADLINE_EXCEEDED, DeadlineExceededError } from "./jobs/deadlines.ts";
+import { JobLimitError } from "../pipeline/service/job_limits.ts";
+import { FfmpegError, FfmpegNotFoundError, FfmpegTimeoutError } from "../pipeline/video/mod.ts";
 import { QueueFullError, StoreUnavailableError } from "./jobs/job_queue.ts";
 
 /** An error as the wire shows it. */
@@ -161,6 +164,17 @@ export const ERROR_TABLE: readonly Row<unknown>[] = [
         message: "The inference worker is not available; retry later",
       }),
   row(DeadlineExceededError, (e) => ({ status: 504, code: DEADLINE_EXCEEDED, message: e.message })),
+  row(JobLimitError, (e) => ({
+    status: 422,
+    code: e.code,
+    message: e.message,
+    allowed: `${e.limit} = ${e.allowed}`,
+  })),
+  row(FfmpegTimeoutError, () => ({
+    status: 500,
+    code: "encoding_timed_out",
+    message: "The video encoder did not finish in the time allowed for this clip and was stopped",
+  })),
   row(FfmpegError, () => ENCODING_FAILED),
   row(FfmpegNotFoundError, () => ENCODING_FAILED),
   row(HTTPException, (e) => ({

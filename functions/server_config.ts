@@ -27,6 +27,9 @@
  * | `WEBHOOK_ALLOW_PRIVATE` | `0` | `1`: webhooks may go to loopback and private addresses, over http too (tests only) |
  * | `WEBHOOK_SPOOL_DIR` | unset: pending deliveries in memory only | a folder where the embedded queue keeps pending deliveries across restarts (not with `REDIS_URL`: they are in Redis) |
  * | `PUBLIC_URL` | unset: relative URLs | `http(s)://host[:port][/path]`: the service's address as clients see it, for the URLs in webhook bodies |
+ * | `MAX_JOB_COST` | 737280000 (SVD-XT's 25 frames at 1024×576 with 50 steps) | 1..1e15: the largest frames × width × height × steps a request may ask for |
+ * | `INFERENCE_RECYCLE` | `on` | `on`, `off`: after a job larger than the model's default request that grew the inference process's memory by more than 20 %, replace the process (returning that memory; the next job waits for the reload) |
+ * | `MAX_JOB_MEMORY_GB` | unset: the GPU's memory (as for `decoding_t`), or 16 on the CPU provider (22 on a GPU of unknown memory) | 0.1..65536 GiB: the largest planned peak memory of one job (GPU memory, or RAM on the CPU provider; `deno task plan`) |
  *
  * With `REDIS_URL`, `SLOTS + QUEUE_SIZE` of the instance that accepts a job bounds the jobs queued
  * and running cluster-wide (give every instance the same values); `SLOTS` is per worker process.
@@ -44,6 +47,7 @@
 import { PROVIDER_SETTINGS, type ProviderSetting } from "../pipeline/runtime/provider.ts";
 import { MAX_TIMEOUT_SECONDS } from "../pipeline/request/mod.ts";
 import { parseWebhookSecrets, WebhookSecretError } from "./webhooks/webhook_signature.ts";
+import { DEFAULT_MAX_JOB_COST } from "../pipeline/service/job_limits.ts";
 
 /** Execution providers the service accepts (`ORT_PROVIDER`). */
 export const SERVER_PROVIDERS = PROVIDER_SETTINGS;
@@ -93,6 +97,12 @@ export interface ServerConfig {
   readonly webhookSpoolDir?: string;
   /** The service's address as clients see it (no trailing slash); undefined: relative URLs. */
   readonly publicUrl?: string;
+  /** Largest frames × width × height × steps of one job. */
+  readonly maxJobCost: number;
+  /** Largest planned peak memory of one job, GiB; undefined: derived at start (see the table). */
+  readonly maxJobMemoryGb?: number;
+  /** Replace the inference process after a large job that grew its memory. */
+  readonly inferenceRecycle: boolean;
 }
 
 /** The environment variables read, in the order they are documented. */
@@ -119,6 +129,9 @@ export const SERVER_ENV = [
   "WEBHOOK_ALLOW_PRIVATE",
   "WEBHOOK_SPOOL_DIR",
   "PUBLIC_URL",
+  "MAX_JOB_COST",
+  "MAX_JOB_MEMORY_GB",
+  "INFERENCE_RECYCLE",
 ] as const;
 
 /** One or more environment variables have values the service cannot use. */
@@ -185,6 +198,12 @@ export function readServerConfig(env: (name: string) => string | undefined): Ser
   if (!(SERVER_ROLES as readonly string[]).includes(role)) {
     problems.push(
       `ROLE = ${JSON.stringify(role)} is not supported: allowed ${SERVER_ROLES.join(" | ")}`,
+    );
+  }
+  const recycle = (read("INFERENCE_RECYCLE") ?? "on").toLowerCase();
+  if (recycle !== "on" && recycle !== "off") {
+    problems.push(
+      `INFERENCE_RECYCLE = ${JSON.stringify(recycle)} is not supported: allowed on | off`,
     );
   }
   const redisUrl = read("REDIS_URL");
@@ -269,6 +288,11 @@ export function readServerConfig(env: (name: string) => string | undefined): Ser
     webhookAllowPrivate: allowPrivate === "1" || allowPrivate === "true",
     webhookSpoolDir,
     publicUrl,
+    maxJobCost: number("MAX_JOB_COST", DEFAULT_MAX_JOB_COST, 1, 1e15),
+    maxJobMemoryGb: read("MAX_JOB_MEMORY_GB") === undefined
+      ? undefined
+      : number("MAX_JOB_MEMORY_GB", 0, 0.1, 65536, false),
+    inferenceRecycle: recycle !== "off",
   };
   if (problems.length > 0) throw new ServerConfigError(problems);
   return config;

@@ -61,6 +61,11 @@ export interface MemoryJobQueueOptions {
   readonly now?: () => number;
   /** Where webhook deliveries go (default: an outbox in memory, kept `retentionMs`). */
   readonly webhooks?: MemoryWebhookOutbox;
+  /**
+   * Called for every job this queue ends itself, before any worker took it: cancelled while
+   * queued (`requestCancel`, or `close` at shutdown). The worker loop reports the others.
+   */
+  readonly onCancelledWhileQueued?: (record: JobRecord) => void;
 }
 
 interface Entry {
@@ -82,6 +87,7 @@ export class MemoryJobQueue implements JobQueue {
   readonly #retentionMs: number;
   readonly #retryAfter: () => number;
   readonly #now: () => number;
+  readonly #onCancelledWhileQueued?: (record: JobRecord) => void;
   readonly #jobs = new Map<string, Entry>();
   /** Ids of queued jobs, oldest first. */
   readonly #pending: string[] = [];
@@ -103,6 +109,7 @@ export class MemoryJobQueue implements JobQueue {
     this.#retentionMs = options.retentionMs;
     this.#retryAfter = options.retryAfterSeconds ?? (() => 10);
     this.#now = options.now ?? Date.now;
+    this.#onCancelledWhileQueued = options.onCancelledWhileQueued;
     this.#webhooks = options.webhooks ??
       new MemoryWebhookOutbox({ retentionMs: options.retentionMs, now: options.now });
   }
@@ -290,6 +297,7 @@ export class MemoryJobQueue implements JobQueue {
       this.#pending.splice(index, 1);
       this.#renumber(index, id);
       this.#finish(id, entry);
+      this.#onCancelledWhileQueued?.(entry.record);
     }
     return Promise.resolve(entry.record);
   }
@@ -348,8 +356,12 @@ export class MemoryJobQueue implements JobQueue {
    */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
+    const queued = new Set(this.#pending);
     for (const [id, entry] of this.#jobs) {
-      if (!isTerminal(entry.record.status)) this.#finish(id, entry);
+      if (isTerminal(entry.record.status)) continue;
+      this.#finish(id, entry);
+      // A running job's end is the worker loop's to report.
+      if (queued.has(id)) this.#onCancelledWhileQueued?.(entry.record);
     }
     this.#closed = true;
     this.#pending.length = 0;

@@ -169,9 +169,16 @@ export interface RedisJobQueueOptions {
   readonly retryAfterSeconds?: () => number;
   /** Clock for the record's timestamps, milliseconds since the epoch (tests). */
   readonly now?: () => number;
+  /**
+   * Called when this instance's `requestCancel` ends a job that no worker had taken yet (the
+   * worker loop reports the others), for the cancelled-jobs counter.
+   */
+  readonly onCancelledWhileQueued?: (record: JobRecord) => void;
 }
 
-type Resolved = Required<Omit<RedisJobQueueOptions, "prefix" | "group">>;
+type Resolved = Required<
+  Omit<RedisJobQueueOptions, "prefix" | "group" | "onCancelledWhileQueued">
+>;
 
 /** Consumer that owns deliveries no `take` received (an aborted read): reclaimable at once. */
 const ORPHANED = "(orphaned)";
@@ -206,6 +213,7 @@ export class RedisJobQueue implements JobQueue {
   readonly #taking = new Map<string, number>();
   /** Worker name of each consumer that heartbeats. */
   readonly #workers = new Map<string, string>();
+  readonly #onCancelledWhileQueued?: (record: JobRecord) => void;
   #beat?: ReturnType<typeof setInterval>;
   #beatRetry?: ReturnType<typeof setTimeout>;
   /** The deliveries of webhooks, in this Redis. */
@@ -213,6 +221,7 @@ export class RedisJobQueue implements JobQueue {
 
   private constructor(options: RedisJobQueueOptions, resolved: Resolved) {
     this.#options = resolved;
+    this.#onCancelledWhileQueued = options.onCancelledWhileQueued;
     this.#redis = new RedisConnection(resolved);
     this.#layout = redisLayout(options.prefix ?? "svd");
     this.#group = options.group ?? "workers";
@@ -566,7 +575,10 @@ export class RedisJobQueue implements JobQueue {
   async requestCancel(id: string): Promise<JobRecord | undefined> {
     if (!isJobId(id)) return undefined;
     const known = await this.#eval("cancel", [id, String(this.#options.now())]);
-    return known === 1 ? await this.get(id) : undefined;
+    if (known === 0) return undefined;
+    const record = await this.get(id);
+    if (known === 2 && record) this.#onCancelledWhileQueued?.(record);
+    return record;
   }
 
   async check(id: string): Promise<JobCheck> {

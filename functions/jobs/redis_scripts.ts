@@ -385,7 +385,7 @@ local event = add_event(k, ARGV[A + 2], ARGV[A + 3])
 touch(k, now_ms(), TERMINAL[ARGV[A + 2]] or false)
 return event`,
 
-  /** id, finishedAt → 1 | 0 (unknown job) */
+  /** id, finishedAt → 2 (cancelled here, while queued) | 1 (known job) | 0 (unknown job) */
   cancel: `
 local k = job_keys(JOB_PREFIX, ARGV[A + 1])
 local f = redis.call('HMGET', k.record, 'status', 'entry')
@@ -401,9 +401,9 @@ if status == 'queued' and entry and id_after(entry, last_delivered()) then
   redis.call('HSET', k.record, 'status', 'cancelled', 'finishedAt', ARGV[A + 2])
   add_event(k, 'cancelled', '{}')
   touch(k, now, true)
-else
-  touch(k, now, false)
+  return 2
 end
+touch(k, now, false)
 return 1`,
 
   /** id → 'run' | 'cancel' | 'lost' (the record or the events stream is gone) */

@@ -1,7 +1,9 @@
 /**
  * `deno task plan --model svd_xt [--gpu l4,h100] [--precision fp16|fp32] [--provider cuda|cpu]
- * [--frames N] [--width W --height H] [--json]`: the planned peak memory of one generation per
- * component and `decoding_t` (1 … frames), and the largest `decoding_t` that fits each GPU.
+ * [--frames N] [--width W --height H] [--unet-batch cfg|split] [--json]`: the planned peak memory
+ * of one generation per component and `decoding_t` (1 … frames), and the largest `decoding_t`
+ * that fits each GPU — with the CFG batch in one UNet call (`cfg`, the default) and, where that
+ * does not fit every frame into one decoder call, also split into two calls.
  *
  * `--model` is a config name under `configs/` (`svd`, `svd_xt`, …), a config file, or a converted
  * model directory (its `model.json` gives the config and precision). Without `--gpu`, every known
@@ -11,6 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { UNET_BATCHES, type UnetBatch } from "../conditioning/cfg_batch.ts";
 import { loadConfig, type SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import {
@@ -29,7 +32,8 @@ import { runCli, UsageError } from "./run_cli.ts";
 const USAGE = `Usage: deno task plan --model NAME|CONFIG.yaml|MODEL_DIR [--gpu ${
   GPU_NAMES.join("|")
 }[,…]]
-       [--precision fp16|fp32] [--provider cuda|cpu] [--frames N] [--width W --height H] [--json]`;
+       [--precision fp16|fp32] [--provider cuda|cpu] [--frames N] [--width W --height H]
+       [--unet-batch cfg|split] [--json]`;
 const ROOT = new URL("../..", import.meta.url).pathname;
 const GIB = 1024 ** 3;
 
@@ -45,6 +49,7 @@ export async function main(args: string[]): Promise<void> {
       frames: { type: "string" },
       width: { type: "string" },
       height: { type: "string" },
+      "unet-batch": { type: "string", default: "cfg" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -77,6 +82,12 @@ export async function main(args: string[]): Promise<void> {
       throw new UsageError(`--${side} must be a multiple of 64, got ${run[side]}`);
     }
   }
+  const unetBatch = values["unet-batch"] as UnetBatch;
+  if (!(UNET_BATCHES as readonly string[]).includes(unetBatch)) {
+    throw new UsageError(
+      `--unet-batch must be one of ${UNET_BATCHES.join(", ")}, got "${values["unet-batch"]}"`,
+    );
+  }
   let gpus: GpuSpec[];
   try {
     gpus = values.gpu ? values.gpu.split(",").map((g) => gpuSpec(g.trim())) : Object.values(GPUS);
@@ -87,18 +98,29 @@ export async function main(args: string[]): Promise<void> {
   const question = { config: model.config, precision, provider } as const;
   const plans: MemoryPlan[] = [];
   for (let t = 1; t <= run.frames; t++) {
-    plans.push(planMemory({ ...question, ...run, decodingT: t }));
+    plans.push(planMemory({ ...question, ...run, decodingT: t, unetBatch }));
   }
+  const largest = (gpu: GpuSpec, batch: UnetBatch) =>
+    largestDecodingT({ ...question, run, unetBatch: batch }, gpu.memoryBytes).decodingT ?? null;
   const fits = gpus.map((gpu) => ({
     gpu: gpu.name,
     label: gpu.label,
     memoryBytes: gpu.memoryBytes,
-    largestDecodingT: largestDecodingT({ ...question, run }, gpu.memoryBytes).decodingT ?? null,
+    largestDecodingT: largest(gpu, unetBatch),
+    largestDecodingTSplit: largest(gpu, "split"),
   }));
 
   if (values.json) {
     console.log(
-      JSON.stringify({ model: model.config.name, precision, provider, ...run, plans, fits }),
+      JSON.stringify({
+        model: model.config.name,
+        precision,
+        provider,
+        ...run,
+        unetBatch,
+        plans,
+        fits,
+      }),
     );
     return;
   }
@@ -110,9 +132,9 @@ export async function main(args: string[]): Promise<void> {
   const first = plans[0];
   console.log(
     `runtime ${gib(first.components.runtime)}  weights ${gib(first.components.weights)}  ` +
-      `encoders ${gib(first.components.encoders)}  UNet (CFG batch ${2 * run.frames}) ${
-        gib(first.components.unet)
-      }`,
+      `encoders ${gib(first.components.encoders)}  UNet (${
+        unetBatch === "cfg" ? `CFG batch ${2 * run.frames}` : `split: 2 calls of ${run.frames}`
+      }) ${gib(first.components.unet)}`,
   );
   console.log("decoding_t  VAE decode  total");
   for (const plan of plans) {
@@ -126,7 +148,15 @@ export async function main(args: string[]): Promise<void> {
     const verdict = f.largestDecodingT === null
       ? `nothing fits (decoding_t 1 needs ${gib(plans[0].totalBytes)} GiB)`
       : `largest decoding_t ${f.largestDecodingT}`;
-    console.log(`${f.gpu} (${f.label}, ${gib(f.memoryBytes)} GiB): ${verdict}`);
+    // Where the batched UNet leaves frames for a second decoder call, say what splitting gives.
+    const split = unetBatch === "cfg" && (f.largestDecodingT ?? 0) < run.frames
+      ? `; with the CFG batch split (--unet-batch split): ${
+        f.largestDecodingTSplit === null
+          ? "nothing fits either"
+          : `largest decoding_t ${f.largestDecodingTSplit}`
+      }`
+      : "";
+    console.log(`${f.gpu} (${f.label}, ${gib(f.memoryBytes)} GiB): ${verdict}${split}`);
   }
 }
 

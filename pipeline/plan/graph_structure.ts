@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { UnetBatch } from "../conditioning/cfg_batch.ts";
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import { buildGraph } from "../convert/convert.ts";
@@ -23,6 +24,8 @@ export interface RunShape {
   readonly height: number;
   /** Frames per VAE decoder call. */
   readonly decodingT: number;
+  /** The UNet's batch per call: the CFG batch of 2·frames (`cfg`, default) or one video (`split`). */
+  readonly unetBatch?: UnetBatch;
 }
 
 /**
@@ -40,8 +43,8 @@ export function buildGraphStructure(
 
 /**
  * The input dims of graph `name` for one call during a generation of `run`: the image encoder and
- * the VAE encoder see one image, the UNet the CFG batch of 2·frames, the decoder one chunk of
- * `decodingT` frames (or all frames when fewer).
+ * the VAE encoder see one image, the UNet the CFG batch of 2·frames (one video of `frames` when
+ * `unetBatch` is `split`), the decoder one chunk of `decodingT` frames (or all frames when fewer).
  */
 export function graphInputDims(
   name: GraphName,
@@ -58,14 +61,15 @@ export function graphInputDims(
     case "vae_encoder":
       return { image: [1, config.vae.inChannels, run.height, run.width] };
     case "unet": {
-      const n = 2 * run.frames;
+      const videos = run.unetBatch === "split" ? 1 : 2;
+      const n = videos * run.frames;
       const u = config.unet;
       return {
         x: [n, u.inChannels, h, w],
         timesteps: [n],
         context: [n, 1, u.contextDim],
         y: [n, u.admInChannels],
-        image_only_indicator: [2, run.frames],
+        image_only_indicator: [videos, run.frames],
       };
     }
     case "vae_decoder":

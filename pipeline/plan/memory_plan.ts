@@ -23,6 +23,8 @@
  *   measured 2.1 / 5.2 GiB at `decoding_t` 2 / 8; the per-frame slope of the decoder 0.59 GiB
  *   planned, 0.51 GiB measured. The plan is high on the CPU (ORT fuses and re-lays out nodes
  *   there), which is the safe side for admission.
+ * - **UNet batch**: the CFG batch of 2·frames per call, or one video of `frames` with
+ *   `unetBatch: "split"` (the sampler's two calls per step): about half the UNet's arena.
  * - **Runtime** (assumption, to be replaced by a measurement with `deno task bench gpu`): CUDA
  *   context with lazily loaded cuBLAS/cuDNN kernels 768 MiB, plus 128 MiB per session (cuBLAS
  *   workspace, cuDNN handle, stream). On the CPU: Deno, ONNX Runtime and the JS side of a
@@ -39,6 +41,7 @@
  * @module
  */
 
+import type { UnetBatch } from "../conditioning/cfg_batch.ts";
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import { graphPrecision } from "../convert/convert.ts";
@@ -80,7 +83,10 @@ export interface GraphActivations {
 
 /** The plan: bytes per component and in total. */
 export interface MemoryPlan {
-  readonly request: Omit<PlanRequest, "config"> & { readonly model: string };
+  readonly request: Omit<PlanRequest, "config" | "unetBatch"> & {
+    readonly model: string;
+    readonly unetBatch: UnetBatch;
+  };
   /** CUDA context and per-session handles, or the process base on the CPU. */
   readonly runtimeBytes: number;
   /** Weights per graph. */
@@ -160,6 +166,7 @@ export function planMemory(request: PlanRequest): MemoryPlan {
       width: request.width,
       height: request.height,
       decodingT: request.decodingT,
+      unetBatch: request.unetBatch ?? "cfg",
     },
     runtimeBytes: runtime,
     weightBytes,

@@ -4,7 +4,9 @@
  * `GPU_MEMORY_GB` setting; when both are known the smaller wins (a MIG slice or a shared GPU is
  * smaller than the card `nvidia-smi` describes; a setting larger than the card is a mistake).
  * With neither (a CPU host, or an API process without a GPU and without the setting) the model's
- * configured default stays.
+ * configured default stays. Where the batched UNet would force a smaller `decoding_t`, the CFG
+ * batch is split into two UNet calls instead (`unetBatch: "split"`: the same video, about half the
+ * UNet's memory).
  *
  * @example
  * ```ts
@@ -15,6 +17,7 @@
  * @module
  */
 
+import type { UnetBatch } from "../conditioning/cfg_batch.ts";
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import { chooseDecodingT } from "./choose_decoding_t.ts";
@@ -37,6 +40,11 @@ export interface ServiceDecodingQuestion {
 /** The decision, with everything the start log should say about it. */
 export interface ServiceDecodingT {
   readonly decodingT: number;
+  /**
+   * How a step's CFG batch reaches the UNet by default: `split` when the batched UNet would force
+   * a smaller `decoding_t` (or not fit at all) and the split one fits better.
+   */
+  readonly unetBatch: UnetBatch;
   /** `plan` (chosen from the budget) or `config` (the model's default, no budget known). */
   readonly source: "plan" | "config";
   /** Where the budget came from: `nvidia-smi`, `GPU_MEMORY_GB`, or both (the smaller). */
@@ -56,7 +64,12 @@ export async function serviceDecodingT(
 ): Promise<ServiceDecodingT> {
   const configured = question.config.sampling.decodingT;
   if (question.provider === "cpu") {
-    return { decodingT: configured, source: "config", note: "ORT_PROVIDER=cpu: no GPU budget" };
+    return {
+      decodingT: configured,
+      unetBatch: "cfg",
+      source: "config",
+      note: "ORT_PROVIDER=cpu: no GPU budget",
+    };
   }
   const budgets: { bytes: number; from: string }[] = [];
   let note: string | undefined;
@@ -71,13 +84,14 @@ export async function serviceDecodingT(
   if (budgets.length === 0) {
     return {
       decodingT: configured,
+      unetBatch: "cfg",
       source: "config",
       note: `${note ? `${note}; ` : ""}no GPU memory known (set GPU_MEMORY_GB)`,
     };
   }
   const budget = budgets.reduce((a, b) => (b.bytes < a.bytes ? b : a));
   const choice = chooseDecodingT(
-    { config: question.config, precision: question.precision, provider: "cuda" },
+    { config: question.config, precision: question.precision, provider: "cuda", unetBatch: "auto" },
     budget.bytes,
     configured,
   );
@@ -89,6 +103,7 @@ export async function serviceDecodingT(
     } budget: generations may run out of GPU memory`;
   return {
     decodingT: choice.decodingT,
+    unetBatch: choice.unetBatch,
     source: "plan",
     budget,
     fits: choice.fits,

@@ -67,7 +67,7 @@
  */
 
 import { z } from "zod";
-import { SIZE_POLICIES } from "../image/size_policy.ts";
+import { MAX_SIDE, SIZE_POLICIES } from "../image/size_policy.ts";
 import { CRF } from "../video/encode_video.ts";
 
 /** Where a field is accepted: the HTTP upload, the CLI's flags, a config's `sampling` block. */
@@ -112,7 +112,8 @@ export const DEFAULT_WEBHOOK_EVENTS: readonly ("done" | "error" | "cancelled")[]
 
 /** The longest `timeout_seconds` the declaration allows: a week (`MAX_JOB_SECONDS` narrows it). */
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
-const IMAGE_SIDE = z.int().min(64).max(2048).multipleOf(64);
+// The side limit is the size policy's: `native` and `contain` sizes obey the same bound.
+const IMAGE_SIDE = z.int().min(64).max(MAX_SIDE).multipleOf(64);
 const GUIDANCE = z.number().min(0).max(30);
 
 /** Every request field, in the order they are documented; see the module doc. */

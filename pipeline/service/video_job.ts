@@ -22,6 +22,7 @@
  * @module
  */
 
+import type { UnetBatch } from "../conditioning/cfg_batch.ts";
 import {
   generateVideo,
   type GenerationEvent,
@@ -80,6 +81,22 @@ export interface VideoJobOptions {
   readonly signal?: AbortSignal;
   /** Where the temporary clip is written (default: the system's temporary directory). */
   readonly tempDir?: string;
+  /**
+   * How each step's CFG batch reaches the UNet (default `cfg`), or a function choosing it from
+   * the size generated (the size policy may change it): see `jobCost`.
+   */
+  readonly unetBatch?: UnetBatch | ((shape: GeneratedShape) => UnetBatch);
+  /** ffmpeg's time, in milliseconds (default scaled to the clip: `encodeTimeoutMs`). */
+  readonly encodeTimeoutMs?: number;
+}
+
+/** The size of a generation as it runs (after the size policy). */
+export interface GeneratedShape {
+  readonly frames: number;
+  readonly width: number;
+  readonly height: number;
+  readonly steps: number;
+  readonly decodingT: number;
 }
 
 /**
@@ -90,6 +107,7 @@ export interface VideoJobOptions {
  * @throws {GenerationCancelledError} when `signal` aborts
  * @throws {InferenceWorkerError} when the inference worker dies
  * @throws {FfmpegError | FfmpegNotFoundError} when the encode fails
+ * @throws {FfmpegTimeoutError} when ffmpeg hangs past its time and is killed
  */
 export async function runVideoJob(
   image: Uint8Array,
@@ -111,6 +129,13 @@ export async function runVideoJob(
   const preparedAt = performance.now();
 
   // 2. The frames; `native`/`contain` may change the size, so the params follow the image.
+  const shape: GeneratedShape = {
+    frames: params.numFrames,
+    width: prepared.width,
+    height: prepared.height,
+    steps: params.numSteps,
+    decodingT: params.decodingT,
+  };
   const video = await generateVideo({
     image: prepared.tensor,
     params: { ...params, width: prepared.width, height: prepared.height },
@@ -119,6 +144,9 @@ export async function runVideoJob(
     previews: request.preview === "latent",
     onEvent: emit,
     signal,
+    unetBatch: typeof options.unetBatch === "function"
+      ? options.unetBatch(shape)
+      : options.unetBatch,
   });
 
   // 3. sgm's invisible watermark in every frame (off the event loop between frames), then the
@@ -138,6 +166,7 @@ export async function runVideoJob(
       out: `${dir}/clip.${format}`,
       crf: request.crf,
       signal,
+      timeoutMs: options.encodeTimeoutMs,
     });
     const bytes = await Deno.readFile(encoded.path);
     const finished = performance.now();
@@ -171,23 +200,65 @@ export type VideoJobRunner = (
   context: { readonly signal: AbortSignal; readonly onEvent: (event: VideoJobEvent) => void },
 ) => Promise<VideoJobResult>;
 
+/** What {@linkcode videoJobRunner} needs of an `InferenceEngine`. */
+export interface JobEngine {
+  use<T>(
+    job: (networks: NetworkRunner) => Promise<T>,
+    options?: { readonly large?: () => boolean },
+  ): Promise<T>;
+}
+
+/** Options of {@linkcode videoJobRunner}: where the networks come from, and each job's options. */
+export type VideoJobRunnerOptions =
+  & Pick<
+    VideoJobOptions,
+    "model" | "maxPixels" | "tempDir" | "unetBatch" | "encodeTimeoutMs"
+  >
+  & (
+    | {
+      /** The network runner for each job (e.g. an `InferenceEngine`'s `acquire`). */
+      readonly networks: () => Promise<NetworkRunner>;
+    }
+    | {
+      /**
+       * Each job runs inside `engine.use` (which replaces a dead process, and recycles one that a
+       * large job left holding memory).
+       */
+      readonly engine: JobEngine;
+      /** Whether a job of this shape counts as large (see `InferenceEngine.use`). */
+      readonly largeJob?: (shape: GeneratedShape) => boolean;
+    }
+  );
+
 /**
- * A {@linkcode VideoJobRunner} that takes the network runner from `networks()` for every job (an
- * `InferenceEngine`'s `acquire`, which replaces a dead worker) and runs {@linkcode runVideoJob}.
+ * A {@linkcode VideoJobRunner} that runs {@linkcode runVideoJob} on the network runner of
+ * `options.networks()`, or inside `options.engine.use` for every job.
  */
-export function videoJobRunner(options: {
-  readonly networks: () => Promise<NetworkRunner>;
-  readonly model: ModelConstants;
-  readonly maxPixels: number;
-  readonly tempDir?: string;
-}): VideoJobRunner {
-  return async (image, request, { signal, onEvent }) =>
-    runVideoJob(image, request, {
-      networks: await options.networks(),
-      model: options.model,
-      maxPixels: options.maxPixels,
-      tempDir: options.tempDir,
-      signal,
-      onEvent,
+export function videoJobRunner(options: VideoJobRunnerOptions): VideoJobRunner {
+  return (image, spec, { signal, onEvent }) => {
+    const run = (networks: NetworkRunner, onShape?: (shape: GeneratedShape) => void) =>
+      runVideoJob(image, spec, {
+        networks,
+        model: options.model,
+        maxPixels: options.maxPixels,
+        tempDir: options.tempDir,
+        unetBatch: options.unetBatch,
+        encodeTimeoutMs: options.encodeTimeoutMs,
+        signal,
+        onEvent: (event) => {
+          if (event.type === "started") {
+            const { frames, width, height } = event;
+            const { numSteps: steps, decodingT } = spec.params;
+            onShape?.({ frames, width, height, steps, decodingT });
+          }
+          onEvent(event);
+        },
+      });
+    if ("networks" in options) return options.networks().then((networks) => run(networks));
+    let shape: GeneratedShape | undefined;
+    const { largeJob } = options;
+    return options.engine.use((networks) => run(networks, (s) => shape = s), {
+      large: largeJob && (() => shape !== undefined && largeJob(shape)),
     });
+  };
 }

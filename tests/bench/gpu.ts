@@ -118,7 +118,12 @@ export async function gpuBench(args: string[]): Promise<void> {
       values.runs,
     ],
     cwd: ROOT,
-    env: { ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO: "1" },
+    env: {
+      ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO: "1",
+      // Its inference process runs under the same config (the GPU host's onnxruntime-node).
+      ...(values["deno-config"] ? { SVD_DENO_CONFIG: values["deno-config"] } : {}),
+      ...(values["cached-only"] ? { SVD_DENO_CACHED_ONLY: "1" } : {}),
+    },
     stdout: "piped",
     stderr: "inherit",
   }).output();

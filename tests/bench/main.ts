@@ -10,6 +10,10 @@
  * - `unet`: the full-size UNet on the CPU provider, one CFG-batched step (one JSON line).
  * - `gpu`: the one-shot GPU benchmark (full-size SVD-XT, fp16, 576×1024, 25×25; one JSON line);
  *   on an offline GPU host it runs from `bench/gpu/run.sh` (docs/gpu.md).
+ * - `ipc`: what the inference process's pipe costs per UNet call and decoder chunk, against the
+ *   Worker thread it replaced (no compute; SVD-XT's and SVD's full-size tensors).
+ * - `memory`: the service's resident memory (service + inference process) before, during and after a
+ *   large job, with and without recycling the inference process.
  * - `image-prep`: the main thread's worst stall and `/healthz` latency while a 16 Mpx PNG, a
  *   16 Mpx progressive JPEG and an upscale to 2048² are prepared, on the main thread and in an
  *   `ImagePool` worker, with the peak RSS of one preparation.
@@ -30,6 +34,8 @@ const BENCHES: Record<string, () => Promise<(args: string[]) => Promise<void>>> 
   gpu: async () => (await import("./gpu.ts")).gpuBench,
   "image-prep": async () => (await import("./image_prep.ts")).imagePrep,
   watermark: async () => (await import("./watermark.ts")).watermarkBench,
+  ipc: async () => (await import("./ipc.ts")).ipc,
+  memory: async () => (await import("./memory.ts")).memory,
 };
 
 const [name, ...args] = Deno.args;

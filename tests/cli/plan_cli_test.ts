@@ -21,7 +21,10 @@ Deno.test("deno task plan prints each decoding_t's peak and the largest that fit
   const totals = rows.map((r) => Number(r.trim().split(/\s+/)[2]));
   assert.ok(totals.every((t, i) => i === 0 || t > totals[i - 1]), "grows with decoding_t");
   assert.match(stdout, /^h100 \(NVIDIA H100 80GB HBM3, 79\.65 GiB\): largest decoding_t 25$/m);
-  assert.match(stdout, /^l4 \(NVIDIA L4, 22\.49 GiB\): (largest decoding_t \d+|nothing fits .*)$/m);
+  assert.match(
+    stdout,
+    /^l4 \(NVIDIA L4, 22\.49 GiB\): nothing fits \(decoding_t 1 needs \d+\.\d\d GiB\); with the CFG batch split \(--unet-batch split\): largest decoding_t 3$/m,
+  );
 });
 
 Deno.test("deno task plan --json takes frames and size overrides and the CPU provider", async () => {

@@ -1,9 +1,9 @@
 /**
  * Runs {@linkcode resolveProvider} with real ONNX Runtime sessions on the tiny model and prints
- * the outcome as one JSON line. A separate process because loading ONNX Runtime needs
- * `--allow-ffi`, which the deploy tests do not otherwise ask for.
+ * the outcome as one JSON line. A separate process because starting the inference process needs
+ * `--allow-run` and `--allow-ffi`, which the deploy tests do not otherwise ask for.
  *
- * Usage: deno run --allow-read --allow-write --allow-env --allow-ffi tests/deploy/_provider_probe.ts SETTING
+ * Usage: deno run --allow-read --allow-write --allow-env --allow-ffi --allow-run tests/deploy/_provider_probe.ts SETTING
  *
  * @module
  */

@@ -126,6 +126,7 @@ async function probe(setting: string): Promise<ProbeResult> {
       "--allow-write",
       "--allow-env",
       "--allow-ffi",
+      "--allow-run", // the inference process
       new URL("./_provider_probe.ts", import.meta.url).pathname,
       setting,
     ],

@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import {
   type JobEvent,
   type JobQueue,
+  type JobRecord,
   QueueFullError,
   StoreUnavailableError,
 } from "../../functions/jobs/job_queue.ts";
@@ -24,6 +25,7 @@ import { jobRequest } from "./_job_request.ts";
 export interface ContractQueueOptions {
   readonly capacity?: number;
   readonly retryAfterSeconds?: () => number;
+  readonly onCancelledWhileQueued?: (record: JobRecord) => void;
 }
 
 /**
@@ -226,6 +228,22 @@ export function jobQueueContract(target: ContractTarget): void {
     stop.abort();
     const events = await bounded(reading, 5000, "the aborted stream");
     assert.deepEqual(events.map((e) => e.type), ["queued"]);
+  });
+
+  test("requestCancel() reports each job it ends while queued once, and never a running one (the cancelled metric)", async (store) => {
+    const reported: string[] = [];
+    const api = await store.queue({ onCancelledWhileQueued: (record) => reported.push(record.id) });
+    const worker = await store.queue();
+    const running = await api.submit(REQUEST, IMAGE);
+    const queued = await api.submit(REQUEST, IMAGE);
+    const job = await worker.take("gpu", AbortSignal.timeout(3000));
+    assert.equal(job?.record.id, running.id);
+    await worker.update(running.id, { status: "running", startedAt: Date.now(), worker: "gpu" });
+    await Promise.all([api.requestCancel(queued.id), api.requestCancel(queued.id)]);
+    await api.requestCancel(queued.id);
+    await api.requestCancel(running.id);
+    assert.deepEqual(reported, [queued.id]);
+    await worker.complete(job!);
   });
 
   test("requestCancel() cancels a queued job at once and flags a running one", async (store) => {

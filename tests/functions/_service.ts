@@ -49,6 +49,8 @@ export interface TestServiceOptions {
   readonly webhookTargets?: WebhookTargets;
   /** Sweep queued jobs past their deadline every this many ms (default: no sweeper). */
   readonly sweepMs?: number;
+  /** ffmpeg's time per job, in milliseconds (default: scaled to the clip). */
+  readonly encodeTimeoutMs?: number;
 }
 
 /** A running service; dispose it to stop everything. */
@@ -77,6 +79,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     capacity: slots + (options.queueSize ?? 8),
     retentionMs: options.retentionMs ?? 60_000,
     retryAfterSeconds: () => 7,
+    onCancelledWhileQueued: () => metrics.cancelledWhileQueued(),
   });
   const maxPixels = options.maxPixels ?? 16e6;
   let engine: InferenceEngine<InferenceClient> | undefined;
@@ -89,6 +92,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
       networks: () => started.acquire(),
       model: modelConstants(manifest.config),
       maxPixels,
+      encodeTimeoutMs: options.encodeTimeoutMs,
     });
   } else {
     run = options.run;

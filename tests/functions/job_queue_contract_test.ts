@@ -27,6 +27,7 @@ jobQueueContract({
           capacity: options.capacity ?? CAPACITY,
           retentionMs: RETENTION_MS,
           retryAfterSeconds: options.retryAfterSeconds,
+          onCancelledWhileQueued: options.onCancelledWhileQueued,
         });
         return Promise.resolve(queue);
       },
@@ -52,6 +53,7 @@ jobQueueContract({
           capacity: options.capacity ?? CAPACITY,
           retentionMs: RETENTION_MS,
           ...(options.retryAfterSeconds ? { retryAfterSeconds: options.retryAfterSeconds } : {}),
+          onCancelledWhileQueued: options.onCancelledWhileQueued,
           // Short blocking reads, generous timeouts (a loaded 2-core machine).
           blockMs: 100,
           commandTimeoutMs: 2000,

@@ -35,6 +35,9 @@ Deno.test({
       webhookAllowPrivate: false,
       webhookSpoolDir: undefined,
       publicUrl: undefined,
+      maxJobCost: 25 * 1024 * 576 * 50,
+      maxJobMemoryGb: undefined,
+      inferenceRecycle: true,
     });
   },
 });
@@ -65,6 +68,9 @@ Deno.test({
       WEBHOOK_RETRY_SECONDS: "60",
       WEBHOOK_ALLOW_PRIVATE: "1",
       PUBLIC_URL: "https://svd.example.com/api/",
+      MAX_JOB_COST: "1e9",
+      MAX_JOB_MEMORY_GB: "18.5",
+      INFERENCE_RECYCLE: "Off",
     }));
     assert.deepEqual(config, {
       port: 0,
@@ -92,6 +98,9 @@ Deno.test({
       webhookAllowPrivate: true,
       webhookSpoolDir: undefined,
       publicUrl: "https://svd.example.com/api",
+      maxJobCost: 1e9,
+      maxJobMemoryGb: 18.5,
+      inferenceRecycle: false,
     });
   },
 });
@@ -241,5 +250,45 @@ Deno.test({
       "in Redis (unset it)",
     ]);
     assert.equal(readServerConfig(env({ WEBHOOK_SPOOL_DIR: "/s" })).webhookSpoolDir, "/s");
+  },
+});
+
+Deno.test({
+  name:
+    "readServerConfig() names MAX_JOB_COST and MAX_JOB_MEMORY_GB, their values and the allowed ranges when bad",
+  permissions: "none",
+  fn() {
+    for (
+      const [values, problem] of [
+        [
+          { MAX_JOB_COST: "0" },
+          'MAX_JOB_COST = "0" is out of range: allowed an integer in 1..1000000000000000',
+        ],
+        [{ MAX_JOB_COST: "1.5e3" }, undefined],
+        [
+          { MAX_JOB_COST: "lots" },
+          'MAX_JOB_COST = "lots" is not an integer: allowed an integer in 1..1000000000000000',
+        ],
+        [
+          { MAX_JOB_MEMORY_GB: "16GB" },
+          'MAX_JOB_MEMORY_GB = "16GB" is not a number: allowed 0.1..65536',
+        ],
+        [{ MAX_JOB_MEMORY_GB: "0" }, 'MAX_JOB_MEMORY_GB = "0" is out of range: allowed 0.1..65536'],
+        [
+          { INFERENCE_RECYCLE: "sometimes" },
+          'INFERENCE_RECYCLE = "sometimes" is not supported: allowed on | off',
+        ],
+      ] as const
+    ) {
+      if (problem === undefined) {
+        assert.equal(readServerConfig(env(values)).maxJobCost, 1500);
+        continue;
+      }
+      assert.throws(() => readServerConfig(env(values)), (error: unknown) => {
+        assert.ok(error instanceof ServerConfigError);
+        assert.deepEqual(error.problems, [problem]);
+        return true;
+      });
+    }
   },
 });

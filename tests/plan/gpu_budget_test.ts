@@ -76,8 +76,12 @@ Deno.test("serviceDecodingT() plans from the smaller of nvidia-smi and GPU_MEMOR
   assert.equal(whole.decodingT, 14); // the model's default: never more than sgm decodes at once
   const slice = await serviceDecodingT({ ...question, gpuMemoryGb: 40 });
   assert.equal(slice.budget?.from, "GPU_MEMORY_GB");
-  const expected =
-    largestDecodingT({ config, precision: "fp16", provider: "cuda" }, 40 * GIB).decodingT;
+  // 40 GiB: the batched UNet reaches decoding_t 8, split 11: split wins (same video).
+  assert.equal(slice.unetBatch, "split");
+  const expected = largestDecodingT(
+    { config, precision: "fp16", provider: "cuda", unetBatch: "split" },
+    40 * GIB,
+  ).decodingT;
   assert.equal(slice.decodingT, Math.min(14, expected!));
   assert.ok(slice.decodingT < 14);
 });
@@ -118,9 +122,18 @@ Deno.test("serviceDecodingT() in an API process uses GPU_MEMORY_GB without probi
     probeGpu: false,
     probe,
   });
-  assert.deepEqual([api.decodingT, api.fits], [1, false]);
+  assert.deepEqual([api.decodingT, api.fits, api.unetBatch], [1, false, "split"]);
   assert.match(
     api.note!,
     /^even decoding_t = 1 is planned at \d+\.\d\d GiB, over the 8\.00 GiB budget/,
   );
+});
+
+Deno.test("serviceDecodingT() on a 24 GB L4 runs SVD-XT with the CFG batch split and decoding_t 3", async () => {
+  const config = await loadConfig(`${ROOT}configs/svd_xt.yaml`);
+  const l4 = () =>
+    Promise.resolve({ found: true as const, bytes: 23034 * 1024 ** 2, name: "NVIDIA L4" });
+  const choice = await serviceDecodingT({ config, precision: "fp16", provider: "cuda", probe: l4 });
+  assert.deepEqual([choice.unetBatch, choice.decodingT, choice.fits], ["split", 3, true]);
+  assert.equal(choice.note, undefined);
 });

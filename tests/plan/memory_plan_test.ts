@@ -164,3 +164,33 @@ Deno.test("the plan fits SVD-XT's whole video into one decoder call on an H100 a
   const a100 = largestDecodingT(question, GPUS["a100-40"].memoryBytes).decodingT!;
   assert.ok(a100 >= 1 && a100 < 25);
 });
+
+Deno.test("planMemory() with unetBatch split plans the UNet at one video per call: about half its memory, nothing else changes", async () => {
+  const question = { config: await config("svd_xt"), precision: "fp16", provider: "cuda" } as const;
+  const run = { frames: 25, width: 1024, height: 576, decodingT: 2 };
+  const batched = planMemory({ ...question, ...run });
+  const split = planMemory({ ...question, ...run, unetBatch: "split" });
+  assert.equal(batched.request.unetBatch, "cfg");
+  assert.equal(split.request.unetBatch, "split");
+  const ratio = split.activations.unet.livePeakBytes / batched.activations.unet.livePeakBytes;
+  assert.ok(ratio > 0.45 && ratio < 0.55, `live peak ratio ${ratio}`);
+  assert.ok(split.components.unet < 0.55 * batched.components.unet);
+  for (const part of ["runtime", "weights", "encoders", "vaeDecode"] as const) {
+    assert.equal(split.components[part], batched.components[part], part);
+  }
+});
+
+Deno.test("chooseDecodingT() with unetBatch auto splits the CFG batch only when that lets more frames per decoder call fit", async () => {
+  const question = { config: await config("svd_xt"), precision: "fp16", provider: "cuda" } as const;
+  // An L4: the batched UNet does not fit at all; split, decoding_t 3 does (docs/gpu.md).
+  const l4 = chooseDecodingT({ ...question, unetBatch: "auto" }, GPUS.l4.memoryBytes);
+  assert.deepEqual([l4.unetBatch, l4.decodingT, l4.fits], ["split", 3, true]);
+  assert.equal(chooseDecodingT(question, GPUS.l4.memoryBytes).fits, false, "cfg alone");
+  // An H100 decodes the model's default 14 batched: no reason to split.
+  const h100 = chooseDecodingT({ ...question, unetBatch: "auto" }, GPUS.h100.memoryBytes);
+  assert.deepEqual([h100.unetBatch, h100.decodingT], ["cfg", 14]);
+  // An A100 40 GB: batched reaches 8, split 11 (still under the default 14): split.
+  const a100 = chooseDecodingT({ ...question, unetBatch: "auto" }, GPUS["a100-40"].memoryBytes);
+  assert.equal(a100.unetBatch, "split");
+  assert.ok(a100.decodingT > chooseDecodingT(question, GPUS["a100-40"].memoryBytes).decodingT);
+});
