@@ -43,7 +43,8 @@
  *
  * Expiry: the keys of a job share one PEXPIREAT — now + the alive TTL while the job runs (pushed
  * forward by every write), then `endedAt` + the retention once it ended. Only `<p>:jobs`,
- * `<p>:queued` and `<p>:deadlines` (bounded by the capacity), `<p>:queue:moves` (by its MAXLEN),
+ * `<p>:queued` and `<p>:deadlines` (bounded by the capacity), `<p>:queue:seq` (a number),
+ * `<p>:queue:moves` (by its MAXLEN),
  * `<p>:webhooks:due` (by the pending deliveries) and `<p>:model` live forever.
  *
  * The scripts build per-job key names from a job id they read from `<p>:jobs`, so the layout needs
