@@ -22,6 +22,11 @@
  * the queue to run again on another worker, since a job is acknowledged only when done), queued
  * ones are cancelled (with Redis they stay queued for the other instances), then it exits 0.
  *
+ * Every role also runs the deadline sweeper (`functions/jobs/deadlines.ts`: queued jobs past their
+ * `timeout_seconds` end with `deadline_exceeded`) and, with `WEBHOOK_SECRET`, the webhook
+ * dispatcher (`functions/webhooks/`): any instance sends any job's webhooks, each delivery from
+ * one instance at a time.
+ *
  * It logs one line per event on stdout (`functions/logging.ts`: `LOG_LEVEL`, `LOG_FORMAT`; JSON
  * lines unless stdout is a terminal): start, ready (with the execution provider chosen and why any
  * other was skipped), each request, each job transition, shutdown.
@@ -42,6 +47,10 @@ import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
 import { keepModelPublished } from "./functions/jobs/published_model.ts";
 import { RedisJobQueue } from "./functions/jobs/redis_job_queue.ts";
 import { WorkerLoop } from "./functions/jobs/worker_loop.ts";
+import { DeadlineSweeper } from "./functions/jobs/deadlines.ts";
+import { type AddressPolicy, checkWebhookTarget } from "./functions/webhooks/address_guard.ts";
+import { MemoryWebhookOutbox } from "./functions/webhooks/memory_webhook_outbox.ts";
+import { WebhookDispatcher } from "./functions/webhooks/webhook_dispatcher.ts";
 import { watchLauncher } from "./functions/launcher_watch.ts";
 import {
   configureLogging,
@@ -140,13 +149,40 @@ export async function main(config: ServerConfig): Promise<void> {
     // The worker loop counts the jobs it ran; the queue those it cancelled before any worker.
     onCancelledWhileQueued: () => metrics.cancelledWhileQueued(),
   };
+  const webhookRetryMs = config.webhookRetrySeconds * 1000;
   const redis = config.redisUrl === undefined ? undefined : await connectRedis(config.redisUrl, {
     ...queueOptions,
     claimIdleMs: config.redisClaimIdleMs,
+    // An unsent delivery outlives its retry window by a day, then Redis forgets it.
+    webhookTtlMs: webhookRetryMs + 24 * 3_600_000,
   });
-  const queue: JobQueue = redis ?? new MemoryJobQueue(queueOptions);
+  // Embedded: pending deliveries survive a restart only in a spool folder (see its module doc).
+  const spool = redis || config.webhookSpoolDir === undefined
+    ? undefined
+    : await MemoryWebhookOutbox.open({
+      dir: config.webhookSpoolDir,
+      retentionMs: queueOptions.retentionMs,
+    });
+  const queue: JobQueue = redis ?? new MemoryJobQueue({ ...queueOptions, webhooks: spool });
   // Every image is checked at the door and prepared for its job in here, off the main thread.
   const imagePool = new ImagePool();
+  const sweeper = new DeadlineSweeper({ queue });
+  sweeper.start();
+  const policy: AddressPolicy = { allowPrivate: config.webhookAllowPrivate };
+  const dispatcher = config.webhookKeys === undefined ? undefined : new WebhookDispatcher({
+    outbox: queue.webhooks,
+    keys: config.webhookKeys,
+    policy,
+    retryWindowMs: webhookRetryMs,
+    publicUrl: config.publicUrl,
+  });
+  dispatcher?.start();
+  if (spool && spool.pending > 0) {
+    log.info(`${spool.pending} webhook deliveries left by the last process resume`, {
+      event: "webhooks_resumed",
+      pending: spool.pending,
+    });
+  }
   // ORT_PROVIDER is resolved on the first load (auto: CUDA, then CPU; an explicit provider that
   // cannot load fails the start); a restart after a worker crash reuses the provider in use.
   let provider: Provider | undefined;
@@ -223,6 +259,11 @@ export async function main(config: ServerConfig): Promise<void> {
       admitJob,
       heartbeatMs: config.heartbeatSeconds * 1000,
       draining: isDraining,
+      maxJobSeconds: config.maxJobSeconds,
+      webhookTargets: config.webhookKeys === undefined ? undefined : {
+        scheme: config.webhookAllowPrivate ? "http" : "https",
+        check: (url) => checkWebhookTarget(url, policy),
+      },
     });
   // The API role serves once the workers have published their model (and it agrees with
   // MODEL_DIR, when that is set); until then only the probes and 503 model_unavailable.
@@ -329,6 +370,8 @@ export async function main(config: ServerConfig): Promise<void> {
         slots: config.slots,
         queue_size: config.queueSize,
         auth: config.apiToken !== undefined,
+        webhooks: config.webhookKeys !== undefined,
+        max_job_seconds: config.maxJobSeconds ?? null,
       },
     );
   }
@@ -375,6 +418,9 @@ export async function main(config: ServerConfig): Promise<void> {
       // A shared queue hands unfinished jobs back to the other workers instead of cancelling.
       atDeadline: shared ? "release" : "cancel",
     }) ?? true;
+    // Attempts in flight get a moment; the rest wait in Redis or the spool for the next sender.
+    await dispatcher?.stop(2000);
+    sweeper.stop();
     // Embedded: queued jobs are cancelled, so their streams end. Redis: jobs stay for the other
     // instances; open event streams end and their clients resume elsewhere with Last-Event-ID.
     await queue.close();
@@ -516,6 +562,7 @@ async function connectRedis(
     retentionMs: number;
     claimIdleMs: number;
     retryAfterSeconds: () => number;
+    webhookTtlMs: number;
   },
 ): Promise<RedisJobQueue> {
   for (let attempt = 1;; attempt++) {

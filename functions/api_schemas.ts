@@ -15,6 +15,7 @@ import {
   jsonSchemaOf,
   REQUEST_FIELDS,
   SAMPLING_NAMES,
+  WEBHOOK_EVENTS,
 } from "../pipeline/request/mod.ts";
 import type { UploadModel } from "./multipart.ts";
 
@@ -79,9 +80,31 @@ export const ErrorSchema = z.object({
 }).openapi("Error");
 
 /** A failed job's `error` (in its status and its `error` event). */
-export const JobErrorSchema = z.object({ code: z.string(), message: z.string() }).openapi(
-  "JobError",
-);
+export const JobErrorSchema = z.object({
+  code: z.string().openapi({
+    description: "Stable: `deadline_exceeded` (past timeout_seconds), `worker_lost`, " +
+      "`job_lost`, `encoding_failed`, `inference_worker_crashed`, …",
+  }),
+  message: z.string(),
+}).openapi("JobError");
+
+/** One webhook delivery in the status JSON. */
+export const WebhookDeliverySchema = z.object({
+  id: z.string().openapi({ description: "The webhook-id header, the same at every attempt" }),
+  event: z.enum(WEBHOOK_EVENTS),
+  state: z.enum(["pending", "delivered", "failed"]).openapi({
+    description: "pending: to be tried (again); delivered: a 2xx; failed: given up",
+  }),
+  attempts: z.array(z.object({
+    at: z.iso.datetime(),
+    ms: z.int().min(0),
+    status: z.int().optional().openapi({ description: "The receiver's HTTP status" }),
+    error: z.string().optional().openapi({
+      description: "Why there was no status: refused address, timeout, connection error",
+    }),
+  })).openapi({ description: "The first and the latest 29 attempts" }),
+  next_attempt_at: z.iso.datetime().optional(),
+}).openapi("WebhookDelivery");
 
 /** The 202 answer to a submission. */
 export const AcceptedSchema = z.object({
@@ -92,22 +115,50 @@ export const AcceptedSchema = z.object({
   video_url: z.string(),
 }).openapi("GenerationAccepted");
 
-/** `GET /v1/generations/:id` (and `DELETE`'s answer). */
-export function statusSchema(model: UploadModel): z.ZodType {
-  return z.object({
+/** The status JSON's fields (the status, and a webhook's body). */
+function statusFields(model: UploadModel) {
+  return {
     id: z.string(),
     status: z.enum(["queued", "running", "done", "error", "cancelled"]),
     position: z.int().min(1).optional().openapi({ description: "While queued" }),
     created_at: z.iso.datetime(),
     started_at: z.iso.datetime().optional(),
     finished_at: z.iso.datetime().optional(),
+    deadline_at: z.iso.datetime().optional().openapi({
+      description: "created_at + timeout_seconds, when it has one",
+    }),
     params: paramsSchema(model),
     error: JobErrorSchema.optional(),
     events_url: z.string(),
     video_url: z.string().optional().openapi({ description: "When done" }),
     video: z.object({ format: z.string(), bytes: z.int(), content_type: z.string() }).optional(),
+  };
+}
+
+/** `GET /v1/generations/:id` (and `DELETE`'s answer). */
+export function statusSchema(model: UploadModel): z.ZodType {
+  return z.object({
+    ...statusFields(model),
     cancel_requested: z.boolean().optional(),
+    webhook_deliveries: z.array(WebhookDeliverySchema).optional().openapi({
+      description: "With a webhook: one per event sent, oldest first",
+    }),
   }).openapi("GenerationStatus");
+}
+
+/**
+ * The body of a webhook delivery: the status JSON as of the event, under the Standard Webhooks
+ * `type` and `timestamp`.
+ */
+export function webhookBodySchema(model: UploadModel): z.ZodType {
+  return z.object({
+    type: z.enum(WEBHOOK_EVENTS.map((event) => `generation.${event}`) as [string, ...string[]]),
+    timestamp: z.iso.datetime().openapi({ description: "When the event happened" }),
+    ...statusFields(model),
+  }).openapi("GenerationWebhook", {
+    description: "The generation's status as of the event (a late `started` still says " +
+      "running); its URLs are absolute when the service has PUBLIC_URL",
+  });
 }
 
 /** `/readyz`. */
@@ -126,7 +177,8 @@ const count = z.int().min(0);
 /** The `data` of each event of a generation's stream, by event name. */
 export const EVENT_SCHEMAS = {
   queued: z.object({ position: z.int().min(0) }).openapi("QueuedEvent", {
-    description: "`queued`: the first event of every generation",
+    description: "`queued`: the first event of every generation, then one at each change of " +
+      "its position while it waits (not stored: it repeats the id of the event before it)",
   }),
   started: z.object({
     model: z.string(),

@@ -37,7 +37,12 @@ import { closeUnreadBody } from "./middleware/close_unread_body.ts";
 import { requestLog } from "./middleware/request_log.ts";
 import type { UploadModel } from "./multipart.ts";
 import { DEMO_PATHS, demoRoutes } from "./routes/demo.ts";
-import { generationRoutes, type ImageChecker } from "./routes/generations.ts";
+import {
+  generationRoutes,
+  type ImageChecker,
+  webhookDocs,
+  type WebhookTargets,
+} from "./routes/generations.ts";
 import type { JobAdmission } from "./job_admission.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { serveOpenApi } from "./routes/openapi.ts";
@@ -80,6 +85,10 @@ export interface AppDeps {
   readonly admitJob?: JobAdmission;
   /** SSE comment heartbeat interval, in milliseconds. */
   readonly heartbeatMs: number;
+  /** `MAX_JOB_SECONDS`: the largest and default `timeout_seconds` (default: no limit). */
+  readonly maxJobSeconds?: number;
+  /** Where webhooks may go (default: nowhere, the `webhook` field is refused). */
+  readonly webhookTargets?: WebhookTargets;
   /** True while shutting down (new generations get 503, `/readyz` 503). Default: never. */
   readonly draining?: () => boolean;
   /** Where each request is logged, unexpected errors included (default: `getLog("http")`). */
@@ -107,6 +116,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", demoRoutes());
   app.route("/", healthRoutes({ ...deps, modelName: deps.model.name, draining }));
   app.route("/v1/generations", generationRoutes({ ...deps, draining }));
+  app.openAPIRegistry.registerWebhook(webhookDocs(deps));
   serveOpenApi(app);
   return app;
 }

@@ -16,6 +16,7 @@
  * | `QueueFullError` | 429 + `Retry-After` | `queue_full` |
  * | `StoreUnavailableError` | 503 + `Retry-After` | `store_unavailable` |
  * | `InferenceWorkerError` | 503 | `inference_worker_crashed`, `inference_unavailable` |
+ * | `DeadlineExceededError` (a job past its `timeout_seconds`; job `error` events only) | 504 | `deadline_exceeded` |
  * | `JobLimitError` (over `MAX_JOB_COST` or `MAX_JOB_MEMORY_GB`) | 422 | `job_too_large` |
  * | `FfmpegTimeoutError` (the encoder ran past its time) | 500 | `encoding_timed_out` |
  * | `FfmpegError`, `FfmpegNotFoundError` | 500 | `encoding_failed` (details hidden, logged) |
@@ -37,6 +38,7 @@ import {
 } from "../pipeline/image/mod.ts";
 import { ParameterError } from "../pipeline/request/mod.ts";
 import { InferenceWorkerError } from "../pipeline/runtime/mod.ts";
+import { DEADLINE_EXCEEDED, DeadlineExceededError } from "./jobs/deadlines.ts";
 import { JobLimitError } from "../pipeline/service/job_limits.ts";
 import { FfmpegError, FfmpegNotFoundError, FfmpegTimeoutError } from "../pipeline/video/mod.ts";
 import { QueueFullError, StoreUnavailableError } from "./jobs/job_queue.ts";
@@ -183,6 +185,7 @@ export const ERROR_TABLE: readonly Row<unknown>[] = [
         code: "inference_unavailable",
         message: "The inference worker is not available; retry later",
       }),
+  row(DeadlineExceededError, (e) => ({ status: 504, code: DEADLINE_EXCEEDED, message: e.message })),
   row(JobLimitError, (e) => ({
     status: 422,
     code: e.code,

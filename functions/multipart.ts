@@ -49,7 +49,12 @@ import {
 } from "@remix-run/multipart-parser";
 import type { SamplingDefaults } from "../pipeline/config/mod.ts";
 import { assertImageSize, sniffImage } from "../pipeline/image/mod.ts";
-import { fieldsOn, parseRequest, REQUEST_FIELDS } from "../pipeline/request/mod.ts";
+import {
+  fieldsOn,
+  parseRequest,
+  REQUEST_FIELDS,
+  type RequestContext,
+} from "../pipeline/request/mod.ts";
 import { HttpError } from "./errors.ts";
 import type { JobRequest } from "./jobs/job_queue.ts";
 
@@ -75,7 +80,7 @@ export interface ParsedUpload {
 }
 
 /** Limits of {@linkcode parseUpload}. */
-export interface UploadLimits {
+export interface UploadLimits extends Pick<RequestContext, "maxJobSeconds" | "webhooks"> {
   /** Largest width × height the image's header may announce. */
   readonly maxPixels: number;
   /**
@@ -163,6 +168,8 @@ export async function parseUpload(
     surface: "http",
     model: model.name,
     sampling: model.sampling,
+    maxJobSeconds: limits.maxJobSeconds,
+    webhooks: limits.webhooks,
   });
 
   // 3. The image: a file, a known format by its magic bytes, a pixel count within the limit.

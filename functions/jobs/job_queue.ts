@@ -14,6 +14,7 @@
  */
 
 import type { ClipFormat, GenerationRequest } from "../../pipeline/request/mod.ts";
+import type { WebhookOutbox } from "../webhooks/webhook_outbox.ts";
 
 /**
  * The exact form of every job id: a lowercase UUID v4, as {@linkcode newJobId} makes it. Ids
@@ -57,7 +58,12 @@ export type JobEventType =
   | "error"
   | "cancelled";
 
-/** One event of a job's stream; `id` is monotonic within the job (the SSE id). */
+/**
+ * One event of a job's stream; `id` is monotonic within the job (the SSE id). A `queued` event
+ * that tells a new position is not stored (`events` makes it as the queue moves): it repeats the
+ * id of the event before it, so a stream resumed from it goes on after that event and is told
+ * the position again.
+ */
 export interface JobEvent {
   readonly id: string;
   readonly type: JobEventType;
@@ -206,7 +212,10 @@ export interface JobQueue {
   /**
    * The job's events after `afterId` (exclusive; from the start when undefined, or when it is not
    * an event id of this queue): first the stored ones, then live ones, ending after a terminal
-   * event or when `signal` aborts. An `afterId` beyond the newest event (stale or crafted) is
+   * event or when `signal` aborts. While the job waits in the queue, a `queued` {position} event
+   * follows each change of its position (a job ahead taken, cancelled or expired; a job handed
+   * back ahead of it), and one tells the current position when the stored ones end with an older
+   * one (or were skipped by `afterId`). An `afterId` beyond the newest event (stale or crafted) is
    * taken as the end: a finished job's stream ends at once, a running job's goes on with the
    * events that follow. A job that vanishes from the store before it ended ends its stream with
    * an `error` event {@linkcode JOB_LOST_ERROR} (not stored: its id follows the last one); so does
@@ -227,6 +236,16 @@ export interface JobQueue {
    * for, `lost` once the job is gone from the store, otherwise `run`.
    */
   check(id: string): Promise<JobCheck>;
+  /**
+   * Ends the jobs past their deadline (`timeout_seconds` after `createdAt`, at `now`) that no
+   * worker is running: queued ones, and in a shared store those whose worker is gone. Each ends
+   * with an `error` event {code: "deadline_exceeded"} (`deadlines.ts`); running jobs are ended
+   * by their worker.
+   * @returns the records of the jobs it ended, as they are now.
+   */
+  expire(now: number): Promise<JobRecord[]>;
+  /** The webhook deliveries of the jobs (`functions/webhooks/webhook_outbox.ts`). */
+  readonly webhooks: WebhookOutbox;
   /** Stores the finished clip (kept for the retention time). */
   putVideo(id: string, video: StoredVideo): Promise<void>;
   /** The finished clip, undefined when absent or expired. */

@@ -6,6 +6,14 @@
  *
  * Event ids are the decimal sequence numbers `1`, `2`, … within a job.
  *
+ * Queue positions: each queued job knows its position, renumbered (those behind the change) when
+ * a job leaves the queue or is handed back to its front, and the job's waiting event streams are
+ * woken to send `queued` {position}: a change costs one pass over the jobs behind it, a waiting
+ * stream nothing until its own position changes. Deadlines: `expire` ends the queued jobs past
+ * theirs (called by the `DeadlineSweeper`). Webhooks: the events a job's request wants are handed
+ * to its {@linkcode MemoryWebhookOutbox} (spooled to a folder, if it has one) before they are
+ * stored.
+ *
  * @example
  * ```ts
  * import { MemoryJobQueue } from "./memory_job_queue.ts";
@@ -17,6 +25,9 @@
  * @module
  */
 
+import { MemoryWebhookOutbox } from "../webhooks/memory_webhook_outbox.ts";
+import { wantsWebhook } from "../webhooks/webhook_outbox.ts";
+import { DEADLINE_EXCEEDED, DeadlineExceededError, deadlineOf } from "./deadlines.ts";
 import {
   type ClaimedJob,
   isTerminal,
@@ -36,6 +47,7 @@ import {
   type StoredVideo,
   StoreUnavailableError,
 } from "./job_queue.ts";
+import type { WebhookEvent } from "../webhooks/webhook_outbox.ts";
 
 /** Options of {@linkcode MemoryJobQueue}. */
 export interface MemoryJobQueueOptions {
@@ -47,6 +59,8 @@ export interface MemoryJobQueueOptions {
   readonly retryAfterSeconds?: () => number;
   /** Clock, milliseconds since the epoch (tests). */
   readonly now?: () => number;
+  /** Where webhook deliveries go (default: an outbox in memory, kept `retentionMs`). */
+  readonly webhooks?: MemoryWebhookOutbox;
   /**
    * Called for every job this queue ends itself, before any worker took it: cancelled while
    * queued (`requestCancel`, or `close` at shutdown). The worker loop reports the others.
@@ -63,6 +77,8 @@ interface Entry {
   expiry?: ReturnType<typeof setTimeout>;
   /** Wakes the job's event readers. */
   readonly listeners: Set<() => void>;
+  /** 1-based place among the queued jobs, while queued. */
+  position?: number;
 }
 
 /** In-process job queue and store; see the module doc. */
@@ -79,6 +95,7 @@ export class MemoryJobQueue implements JobQueue {
   readonly #claimed = new Set<string>();
   /** Workers waiting in `take`. */
   readonly #takers: (() => void)[] = [];
+  readonly #webhooks: MemoryWebhookOutbox;
   #closed = false;
 
   constructor(options: MemoryJobQueueOptions) {
@@ -93,6 +110,12 @@ export class MemoryJobQueue implements JobQueue {
     this.#retryAfter = options.retryAfterSeconds ?? (() => 10);
     this.#now = options.now ?? Date.now;
     this.#onCancelledWhileQueued = options.onCancelledWhileQueued;
+    this.#webhooks = options.webhooks ??
+      new MemoryWebhookOutbox({ retentionMs: options.retentionMs, now: options.now });
+  }
+
+  get webhooks(): MemoryWebhookOutbox {
+    return this.#webhooks;
   }
 
   // deno-lint-ignore require-await
@@ -120,6 +143,7 @@ export class MemoryJobQueue implements JobQueue {
       listeners: new Set(),
     });
     this.#pending.push(id);
+    this.#renumber(this.#pending.length - 1);
     this.#append(id, "queued", { position: this.#pending.length });
     this.#takers.shift()?.();
     return record;
@@ -139,6 +163,7 @@ export class MemoryJobQueue implements JobQueue {
     while (!signal.aborted && !this.#closed) {
       const id = this.#pending.shift();
       if (id !== undefined) {
+        this.#renumber(0, id);
         const entry = this.#jobs.get(id)!;
         entry.record = { ...entry.record, worker, attempts: entry.record.attempts + 1 };
         this.#claimed.add(id);
@@ -190,6 +215,7 @@ export class MemoryJobQueue implements JobQueue {
       worker: undefined,
     });
     this.#pending.unshift(id);
+    this.#renumber(0);
     this.#append(id, "queued", { position: 1 });
     this.#takers.shift()?.();
     return Promise.resolve();
@@ -231,11 +257,20 @@ export class MemoryJobQueue implements JobQueue {
     let next = afterId !== undefined && Number.isInteger(after) && after > 0
       ? Math.min(after, entry.events.length)
       : 0;
+    /** The position this stream told last (undefined: none yet, or not queued since). */
+    let told: number | undefined;
     while (!signal.aborted) {
       while (next < entry.events.length) {
         const event = entry.events[next++];
         yield event;
         if (isTerminalEvent(event.type)) return;
+        told = event.type === "queued" ? event.data.position as number : undefined;
+      }
+      // Waiting in the queue: a new position is told as it comes (not stored: see JobEvent).
+      if (entry.position !== undefined && entry.position !== told && next > 0) {
+        told = entry.position;
+        yield { id: entry.events[next - 1].id, type: "queued", data: { position: told } };
+        continue;
       }
       const last = entry.events.at(-1);
       if ((last && isTerminalEvent(last.type)) || this.#closed || !this.#jobs.has(id)) return;
@@ -260,6 +295,7 @@ export class MemoryJobQueue implements JobQueue {
     if (index >= 0) {
       // Queued: nobody runs it, so it is cancelled here and now.
       this.#pending.splice(index, 1);
+      this.#renumber(index, id);
       this.#finish(id, entry);
       this.#onCancelledWhileQueued?.(entry.record);
     }
@@ -273,6 +309,27 @@ export class MemoryJobQueue implements JobQueue {
   check(id: string): Promise<JobCheck> {
     const entry = this.#jobs.get(id);
     return Promise.resolve(!entry ? "lost" : entry.cancelRequested ? "cancel" : "run");
+  }
+
+  expire(now: number): Promise<JobRecord[]> {
+    const ended: JobRecord[] = [];
+    for (let index = 0; index < this.#pending.length; index++) {
+      const id = this.#pending[index];
+      const entry = this.#jobs.get(id)!;
+      const deadline = deadlineOf(entry.record);
+      if (deadline === undefined || deadline > now) continue;
+      this.#pending.splice(index, 1);
+      this.#renumber(index, id);
+      index--;
+      const failure = new DeadlineExceededError(entry.record.request.timeoutSeconds!, "queued");
+      const error = { code: DEADLINE_EXCEEDED, message: failure.message };
+      entry.record = { ...entry.record, status: "error", finishedAt: this.#now(), error };
+      entry.image = undefined;
+      this.#append(id, "error", { ...error });
+      this.#scheduleExpiry(id, entry);
+      ended.push(entry.record);
+    }
+    return Promise.resolve(ended);
   }
 
   putVideo(id: string, video: StoredVideo): Promise<void> {
@@ -308,6 +365,7 @@ export class MemoryJobQueue implements JobQueue {
     }
     this.#closed = true;
     this.#pending.length = 0;
+    this.#webhooks.close();
     for (const wake of this.#takers.splice(0)) wake();
     for (const entry of this.#jobs.values()) {
       clearTimeout(entry.expiry);
@@ -321,6 +379,23 @@ export class MemoryJobQueue implements JobQueue {
     return this.#jobs.size;
   }
 
+  /**
+   * Numbers the queued jobs from `from` on (after a change there) and wakes the streams of those
+   * whose position changed; `left` is a job that just left the queue.
+   */
+  #renumber(from: number, left?: string): void {
+    if (left !== undefined) {
+      const entry = this.#jobs.get(left);
+      if (entry) entry.position = undefined;
+    }
+    for (let index = from; index < this.#pending.length; index++) {
+      const entry = this.#jobs.get(this.#pending[index])!;
+      if (entry.position === index + 1) continue;
+      entry.position = index + 1;
+      for (const wake of [...entry.listeners]) wake();
+    }
+  }
+
   #finish(id: string, entry: Entry): void {
     entry.record = { ...entry.record, status: "cancelled", finishedAt: this.#now() };
     entry.image = undefined;
@@ -331,6 +406,10 @@ export class MemoryJobQueue implements JobQueue {
   #append(id: string, type: JobEventType, data: Record<string, unknown>): JobEvent {
     const entry = this.#jobs.get(id)!;
     const event: JobEvent = { id: String(entry.events.length + 1), type, data };
+    // The delivery exists (spooled) before anyone sees the event it is for.
+    if (wantsWebhook(entry.record, type)) {
+      this.#webhooks.enqueue(entry.record, type as WebhookEvent, event.id);
+    }
     entry.events.push(event);
     for (const wake of [...entry.listeners]) wake();
     return event;

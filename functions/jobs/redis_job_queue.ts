@@ -12,7 +12,22 @@
  *   delivered one sits in the group's PEL and is *running* until `complete` or `release` XACKs and
  *   XDELs it. `stats()` = {queued: XLEN − PEL size, running: PEL size}; a job whose worker died
  *   counts as running until another worker reclaims it. `position(id)` = 1-based rank of the
- *   job's entry among the queued ones (stream order), undefined once delivered.
+ *   job in the `queued` sorted set (joined at submit and release, left when taken, cancelled or
+ *   expired), undefined once taken.
+ * - **Live positions.** Each job leaving the queue adds `{left: its queue number}` to one
+ *   queue-wide stream (`<p>:queue:moves`). An `events()` stream of a queued job asks once for its
+ *   place (`queuePlace`: position, queue number, the moves stream's newest id), then follows the
+ *   moves stream through the instance's shared reader — one XREAD for every stream the instance
+ *   serves — and counts the jobs ahead of it that left, sending `queued` {position} at each
+ *   change. A change costs one XADD, whatever the queue's length, and no command per waiting
+ *   client (one that fell behind asks for its place again). Publishing each position into every
+ *   waiting job's stream would cost O(queue length) writes per change, O(n²) stored events for a
+ *   queue of n.
+ * - **Deadlines.** A job with a deadline is in `<p>:deadlines` until it ends; `expire` (every
+ *   instance's `DeadlineSweeper`) ends in one script the queued ones past it, and the running ones
+ *   whose worker stopped heartbeating.
+ * - **Webhooks.** `add_event` makes the delivery of an event the job's request wants in the same
+ *   script (`functions/webhooks/redis_webhook_outbox.ts`).
  * - **take** = XREADGROUP BLOCK on its own connection (aborting the signal closes that connection,
  *   so `take` returns at once). Consumers are named `<worker>@<instance>` and heartbeat a key with
  *   a short TTL while they are in `take` or hold a job; before reading new entries, `take`
@@ -106,7 +121,14 @@ import {
   encodePublishedModel,
   type PublishedModel,
 } from "./published_model.ts";
-import { RedisEventReader } from "./redis_event_reader.ts";
+import {
+  type NextEntries,
+  RedisEventReader,
+  type StreamSubscription,
+} from "./redis_event_reader.ts";
+import { deadlineMessage, deadlineOf } from "./deadlines.ts";
+import { RedisWebhookOutbox } from "../webhooks/redis_webhook_outbox.ts";
+import { webhookEventsOf } from "../webhooks/webhook_outbox.ts";
 import { type JobKeys, type RedisLayout, redisLayout } from "./redis_layout.ts";
 import { scriptArguments, type ScriptContext, type ScriptName, SCRIPTS } from "./redis_scripts.ts";
 
@@ -137,6 +159,8 @@ export interface RedisJobQueueOptions {
   readonly aliveTtlMs?: number;
   /** Longest wait for one command before `StoreUnavailableError`, in ms (default 5 s). */
   readonly commandTimeoutMs?: number;
+  /** Expiry of a webhook delivery never sent (no sender running), in ms (default a week). */
+  readonly webhookTtlMs?: number;
   /** Longest single XREAD / XREADGROUP BLOCK, in ms (default 2 s). */
   readonly blockMs?: number;
   /** Longest wait for the first connection in `connect`, in ms (default 5 s). */
@@ -162,6 +186,8 @@ const ORPHANED = "(orphaned)";
 const BEAT_RETRY_MS = 250;
 /** Events read per XRANGE / XREAD. */
 const EVENT_PAGE = 100;
+/** Jobs `expire` looks at per call. */
+const EXPIRE_BATCH = 1000;
 
 interface Held {
   readonly entry: string;
@@ -190,6 +216,8 @@ export class RedisJobQueue implements JobQueue {
   readonly #onCancelledWhileQueued?: (record: JobRecord) => void;
   #beat?: ReturnType<typeof setInterval>;
   #beatRetry?: ReturnType<typeof setTimeout>;
+  /** The deliveries of webhooks, in this Redis. */
+  readonly webhooks: RedisWebhookOutbox;
 
   private constructor(options: RedisJobQueueOptions, resolved: Resolved) {
     this.#options = resolved;
@@ -205,7 +233,19 @@ export class RedisJobQueue implements JobQueue {
       aliveTtlMs: resolved.aliveTtlMs,
       retentionMs: resolved.retentionMs,
       maxAttempts: resolved.maxAttempts,
+      queued: this.#layout.queued,
+      queueSeq: this.#layout.queueSeq,
+      moves: this.#layout.moves,
+      deadlines: this.#layout.deadlines,
+      webhooksDue: this.#layout.webhooksDue,
+      webhookPrefix: this.#layout.webhookPrefix,
+      webhookTtlMs: resolved.webhookTtlMs,
     };
+    this.webhooks = new RedisWebhookOutbox({
+      evalScript: (name, args) => this.#eval(name, args),
+      send: (args) => this.#send(args),
+      webhooksKey: (id) => this.#keys(id)?.webhooks,
+    });
     this.#reader = new RedisEventReader({
       connection: this.#redis,
       wakeKey: this.#layout.reader(this.#instance),
@@ -235,12 +275,15 @@ export class RedisJobQueue implements JobQueue {
   async submit(request: JobRequest, image: Uint8Array): Promise<JobRecord> {
     const id = newJobId();
     const createdAt = this.#options.now();
+    const deadline = deadlineOf({ createdAt, request });
     const [accepted] = await this.#eval("submit", [
       String(this.#options.capacity),
       id,
       encodeRequest(request),
       String(createdAt),
       toBuffer(image),
+      deadline === undefined ? "" : String(deadline),
+      webhookEventsOf({ request }) ?? "",
     ]) as [number, ...unknown[]];
     if (accepted === 0) {
       throw new QueueFullError(
@@ -400,6 +443,8 @@ export class RedisJobQueue implements JobQueue {
       if (afterId !== undefined) yield lostEvent(last);
       return;
     }
+    /** The position this stream told last (undefined: none yet, or not queued since). */
+    let told: number | undefined;
     // Stored events, a page at a time.
     for (;;) {
       const page = await this.#eventsAfter(keys, last);
@@ -409,6 +454,7 @@ export class RedisJobQueue implements JobQueue {
         yield event;
         if (isTerminalEvent(event.type)) return;
         if (stop.aborted) return;
+        told = event.type === "queued" ? Number(event.data.position) : undefined;
       }
       if (page.length < EVENT_PAGE) break;
     }
@@ -425,36 +471,105 @@ export class RedisJobQueue implements JobQueue {
       yield lostEvent(last);
       return;
     }
-    if (isTerminalEvent(decodeEvent(newest[0]).type)) return;
+    const newestType = decodeEvent(newest[0]).type;
+    if (isTerminalEvent(newestType)) return;
     // An id beyond the newest event (stale or crafted) resumes from the end: the events that
     // follow are sent (a read after the future id would wait until the job expired).
     if (compareStreamIds(last, newest[0][0]) > 0) last = newest[0][0];
+    // Waiting in the queue: its place now, then the queue's moves (see the module doc).
+    let place = newestType === "queued" ? await this.#queuePlace(id) : undefined;
+    if (place && place.position !== told) {
+      told = place.position;
+      yield queuedEvent(last, told);
+    }
     // Live ones, through the instance's one shared reader.
     const subscription = this.#reader.subscribe(keys.events, last);
+    let moves = place ? this.#reader.subscribe(this.#layout.moves, place.movesAfter) : undefined;
+    const leaveQueue = () => {
+      moves?.close();
+      moves = undefined;
+      place = undefined;
+    };
     try {
       while (!stop.aborted) {
-        const next = await subscription.next(last, this.#options.blockMs, stop);
+        const { job, moved } = await this.#nextOfEither(subscription, last, moves, place, stop);
         if (stop.aborted) return;
-        if (next === undefined) {
+        if (place && moved !== undefined) {
+          place = moved === "behind" ? await this.#queuePlace(id) : followMoves(place, moved);
+          if (!place) leaveQueue();
+          else if (place.position !== told) {
+            told = place.position;
+            yield queuedEvent(last, told);
+            if (stop.aborted) return;
+          }
+        }
+        if (job === undefined) {
           // Nothing for a while: the job's keys may have vanished (evicted, flushed).
-          if (await this.#vanished(keys)) {
+          if (moved === undefined && await this.#vanished(keys)) {
             yield lostEvent(last);
             return;
           }
           continue;
         }
-        const entries = next === "behind" ? await this.#eventsAfter(keys, last) : next;
+        const entries = job === "behind" ? await this.#eventsAfter(keys, last) : job;
         for (const entry of entries) {
           const event = decodeEvent(entry);
           last = event.id;
           yield event;
           if (isTerminalEvent(event.type)) return;
           if (stop.aborted) return;
+          told = event.type === "queued" ? Number(event.data.position) : undefined;
+          if (event.type !== "queued") leaveQueue();
         }
       }
     } finally {
       subscription.close();
+      moves?.close();
     }
+  }
+
+  /**
+   * The next entries of the job's stream or of the queue's moves, whichever come first (the
+   * other read is cut short and its answer, if any, returned too); undefined for a stream that
+   * had nothing within `blockMs`.
+   */
+  async #nextOfEither(
+    job: StreamSubscription,
+    after: string,
+    moves: StreamSubscription | undefined,
+    place: QueuePlace | undefined,
+    stop: AbortSignal,
+  ): Promise<{ job: NextEntries; moved: NextEntries }> {
+    const blockMs = this.#options.blockMs;
+    if (!moves || !place) return { job: await job.next(after, blockMs, stop), moved: undefined };
+    const cut = new AbortController();
+    const either = AbortSignal.any([stop, cut.signal]);
+    const jobNext = job.next(after, blockMs, either);
+    const movesNext = moves.next(place.movesAfter, blockMs, either);
+    try {
+      await Promise.race([jobNext, movesNext]);
+    } finally {
+      cut.abort();
+    }
+    const [jobEntries, moved] = await Promise.all([jobNext, movesNext]);
+    return { job: jobEntries, moved };
+  }
+
+  /** Where job `id` waits in the queue, undefined when it is not queued (one script). */
+  async #queuePlace(id: string): Promise<QueuePlace | undefined> {
+    const found = await this.#eval("queuePlace", [id]) as [number, string, string] | null;
+    if (!found) return undefined;
+    return { position: found[0], seq: Number(found[1]), movesAfter: found[2] };
+  }
+
+  async expire(now: number): Promise<JobRecord[]> {
+    const ids = await this.#eval("expire", [
+      String(now),
+      String(EXPIRE_BATCH),
+      deadlineMessage("%s", "%s"), // the script fills in the timeout and the stage
+    ]) as string[];
+    const records = await Promise.all(ids.map((id) => this.get(id)));
+    return records.filter((record) => record !== undefined);
   }
 
   async requestCancel(id: string): Promise<JobRecord | undefined> {
@@ -670,6 +785,33 @@ export class RedisJobQueue implements JobQueue {
   }
 }
 
+/** Where a job waits: its position, its queue number, and the last move of the queue seen. */
+interface QueuePlace {
+  readonly position: number;
+  readonly seq: number;
+  readonly movesAfter: string;
+}
+
+/**
+ * `place` after the queue's `moves` (entries `{left: queue number}`): one place up for each job
+ * ahead that left; undefined once the job itself left.
+ */
+function followMoves(place: QueuePlace, moves: readonly StreamEntry[]): QueuePlace | undefined {
+  let position = place.position;
+  for (const [, fields] of moves) {
+    const seq = Number(fieldOf(fields, "left"));
+    if (seq === place.seq) return undefined;
+    if (seq < place.seq) position--;
+  }
+  const movesAfter = moves.length > 0 ? moves[moves.length - 1][0] : place.movesAfter;
+  return { ...place, position: Math.max(1, position), movesAfter };
+}
+
+/** A `queued` event telling a new position, not stored: it repeats the id of the last event. */
+function queuedEvent(last: string, position: number): JobEvent {
+  return { id: last, type: "queued", data: { position } };
+}
+
 /**
  * The `error` event that ends the stream of a job gone from Redis. It is not stored (there is no
  * job to store it in); its id follows `last`, so that a client resuming after it is told 404.
@@ -690,6 +832,7 @@ function resolveOptions(options: RedisJobQueueOptions): Resolved {
     heartbeatTtlMs: options.heartbeatTtlMs ?? Math.min(15_000, claimIdleMs),
     maxAttempts: options.maxAttempts ?? 2,
     aliveTtlMs: options.aliveTtlMs ?? 24 * 3_600_000,
+    webhookTtlMs: options.webhookTtlMs ?? 7 * 24 * 3_600_000,
     commandTimeoutMs: options.commandTimeoutMs ?? 5000,
     blockMs: options.blockMs ?? 2000,
     connectTimeoutMs: options.connectTimeoutMs ?? 5000,
@@ -713,7 +856,7 @@ function resolveOptions(options: RedisJobQueueOptions): Resolved {
   }
   // deno-fmt-ignore
   for (const name of [
-    "retentionMs", "maxVideoBytes", "claimIdleMs", "heartbeatTtlMs", "aliveTtlMs",
+    "retentionMs", "maxVideoBytes", "claimIdleMs", "heartbeatTtlMs", "aliveTtlMs", "webhookTtlMs",
     "commandTimeoutMs", "blockMs", "connectTimeoutMs",
   ] as const) {
     const value = resolved[name];

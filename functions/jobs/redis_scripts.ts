@@ -12,6 +12,7 @@
 
 import type { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
+import { LUA_MAKE_DELIVERY, WEBHOOK_BODIES } from "../webhooks/redis_webhook_lua.ts";
 import { luaJobKeys } from "./redis_layout.ts";
 
 const PRELUDE = `
@@ -22,7 +23,14 @@ local WORKER_PREFIX = ARGV[3]
 local ALIVE_MS = tonumber(ARGV[4])
 local RETENTION_MS = tonumber(ARGV[5])
 local MAX_ATTEMPTS = tonumber(ARGV[6])
-local A = 6 -- a script's own arguments start at ARGV[A + 1]
+local QUEUED = ARGV[7]
+local QUEUE_SEQ = ARGV[8]
+local MOVES = ARGV[9]
+local DEADLINES = ARGV[10]
+local WEBHOOKS_DUE = ARGV[11]
+local WEBHOOK_PREFIX = ARGV[12]
+local WEBHOOK_TTL_MS = tonumber(ARGV[13])
+local A = 13 -- a script's own arguments start at ARGV[A + 1]
 local TERMINAL = { done = true, error = true, cancelled = true }
 ${luaJobKeys()}
 
@@ -58,7 +66,7 @@ local function ensure_group()
   redis.pcall('XGROUP', 'CREATE', JOBS, GROUP, '0', 'MKSTREAM') -- BUSYGROUP when it exists
 end
 
--- Entries after the group's last-delivered-id are the queued ones.
+-- Entries after the group's last-delivered-id are the undelivered ones.
 local function last_delivered()
   local groups = redis.pcall('XINFO', 'GROUPS', JOBS)
   if groups.err then return '0-0' end
@@ -70,11 +78,28 @@ local function last_delivered()
   return '0-0'
 end
 
--- 1-based rank of an entry among the queued ones; false once it was delivered.
-local function queue_position(entry)
-  local last = last_delivered()
-  if not id_after(entry, last) then return false end
-  return #redis.call('XRANGE', JOBS, '(' .. last, entry)
+-- 1-based rank of a job among the queued ones; false once it left the queue.
+local function queue_position(id)
+  local rank = redis.call('ZRANK', QUEUED, id)
+  if not rank then return false end
+  return rank + 1
+end
+
+-- A job joins the queue at its back: its position.
+local function join_queue(k, id)
+  local seq = redis.call('INCR', QUEUE_SEQ)
+  redis.call('ZADD', QUEUED, seq, id)
+  redis.call('HSET', k.record, 'qseq', seq)
+  return queue_position(id)
+end
+
+-- A job leaves the queue (taken, cancelled, past its deadline): the jobs behind it move up, and
+-- the event streams waiting on them learn it from the moves stream.
+local function leave_queue(id)
+  local seq = redis.call('ZSCORE', QUEUED, id)
+  if not seq then return end
+  redis.call('ZREM', QUEUED, id)
+  redis.call('XADD', MOVES, 'MAXLEN', '~', '10000', '*', 'left', seq)
 end
 
 -- The consumer an entry is pending for; false when it is not pending.
@@ -97,13 +122,19 @@ local function touch(k, now, ending)
     ended = now
     redis.call('HSET', k.record, 'endedAt', now)
     redis.call('DEL', k.image)
+    redis.call('ZREM', DEADLINES, string.sub(k.record, #JOB_PREFIX + 1))
   end
   local at = ended and (tonumber(ended) + RETENTION_MS) or (now + ALIVE_MS)
   for _, key in pairs(k) do redis.call('PEXPIREAT', key, at) end
 end
 
+${LUA_MAKE_DELIVERY}
+
+-- Every event is stored here, with its webhook delivery when the job's request wants one.
 local function add_event(k, type, data)
-  return redis.call('XADD', k.events, '*', 'type', type, 'data', data)
+  local event = redis.call('XADD', k.events, '*', 'type', type, 'data', data)
+  make_delivery(k, type, event)
+  return event
 end
 
 -- A delivered entry becomes the job of \`worker\`: 'ok'; or 'skip' (job gone or ended) / 'lost'
@@ -112,6 +143,7 @@ local function start(entry, id, worker, reclaimed)
   local k = job_keys(JOB_PREFIX, id)
   local f = redis.call('HMGET', k.record, 'status', 'worker', 'attempts', 'released')
   local status, previous = f[1], f[2]
+  leave_queue(id)
   if not status or TERMINAL[status] then
     drop_entry(entry)
     return 'skip'
@@ -143,7 +175,10 @@ end
 const BODIES = {
   ensureGroup: `ensure_group() return 1`,
 
-  /** capacity, id, request JSON, createdAt, image → {0, size} full | {1, event id, position} */
+  /**
+   * capacity, id, request JSON, createdAt, image, deadline (ms) | '', webhook events | '' →
+   * {0, size} full | {1, event id, position}
+   */
   submit: `
 local capacity, id = tonumber(ARGV[A + 1]), ARGV[A + 2]
 ensure_group()
@@ -154,16 +189,62 @@ local entry = redis.call('XADD', JOBS, '*', 'id', id)
 redis.call('HSET', k.record, 'id', id, 'status', 'queued', 'request', ARGV[A + 3],
   'createdAt', ARGV[A + 4], 'attempts', 0, 'released', 0, 'entry', entry)
 redis.call('SET', k.image, ARGV[A + 5])
-local position = queue_position(entry)
+if ARGV[A + 6] ~= '' then redis.call('ZADD', DEADLINES, ARGV[A + 6], id) end
+if ARGV[A + 7] ~= '' then redis.call('HSET', k.record, 'webhookEvents', ARGV[A + 7]) end
+local position = join_queue(k, id)
 local event = add_event(k, 'queued', '{"position":' .. position .. '}')
 touch(k, now_ms(), false)
 return {1, event, position}`,
 
   /** id → position | nil */
-  position: `
-local f = redis.call('HMGET', job_keys(JOB_PREFIX, ARGV[A + 1]).record, 'status', 'entry')
-if f[1] ~= 'queued' or not f[2] then return false end
-return queue_position(f[2])`,
+  position: `return queue_position(ARGV[A + 1])`,
+
+  /** id → {position, queue number, the moves stream's newest id} | nil (not queued) */
+  queuePlace: `
+local id = ARGV[A + 1]
+local position = queue_position(id)
+if not position then return false end
+local newest = redis.call('XREVRANGE', MOVES, '+', '-', 'COUNT', 1)
+return {position, redis.call('ZSCORE', QUEUED, id), newest[1] and newest[1][1] or '0-0'}`,
+
+  /**
+   * now (ms), max, message format (%s: timeout_seconds, then queued | running) → ids of the
+   * jobs ended: queued ones past their deadline, and running ones whose worker stopped
+   * heartbeating (a live worker ends its own)
+   */
+  expire: `
+local now, max, message = tonumber(ARGV[A + 1]), tonumber(ARGV[A + 2]), ARGV[A + 3]
+local ended = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now, 'LIMIT', 0, max)) do
+  local k = job_keys(JOB_PREFIX, id)
+  local f = redis.call('HMGET', k.record, 'status', 'entry', 'request')
+  local status, entry = f[1], f[2]
+  local stage = false
+  if not status or TERMINAL[status] then
+    redis.call('ZREM', DEADLINES, id)
+  elseif redis.call('ZSCORE', QUEUED, id) then
+    stage = 'queued'
+    leave_queue(id)
+    -- Delivered already (a take in flight)? Its take finds the job ended and drops the entry.
+    if entry and id_after(entry, last_delivered()) then redis.call('XDEL', JOBS, entry) end
+  elseif entry then
+    local owner = pending_owner(entry)
+    if owner and redis.call('EXISTS', WORKER_PREFIX .. owner) == 0 then
+      stage = 'running'
+      drop_entry(entry)
+    end
+  end
+  if stage then
+    local timeout = cjson.decode(f[3]).timeoutSeconds
+    local failure = cjson.encode({ code = 'deadline_exceeded',
+      message = string.format(message, tostring(timeout), stage) })
+    redis.call('HSET', k.record, 'status', 'error', 'finishedAt', now, 'error', failure)
+    add_event(k, 'error', failure)
+    touch(k, now_ms(), true)
+    table.insert(ended, id)
+  end
+end
+return ended`,
 
   /** → {queued, running} */
   stats: `
@@ -281,7 +362,7 @@ local again = redis.call('XADD', JOBS, '*', 'id', id)
 redis.call('HSET', k.record, 'status', 'queued', 'entry', again)
 redis.call('HDEL', k.record, 'startedAt', 'worker')
 redis.call('HINCRBY', k.record, 'released', 1)
-local position = queue_position(again)
+local position = join_queue(k, id)
 add_event(k, 'queued', '{"position":' .. position .. '}')
 touch(k, now_ms(), false)
 return position`,
@@ -315,6 +396,7 @@ redis.call('SET', k.cancel, '1')
 local now = now_ms()
 if status == 'queued' and entry and id_after(entry, last_delivered()) then
   -- Not delivered yet: nobody runs it, so it ends here.
+  leave_queue(ARGV[A + 1])
   redis.call('XDEL', JOBS, entry)
   redis.call('HSET', k.record, 'status', 'cancelled', 'finishedAt', ARGV[A + 2])
   add_event(k, 'cancelled', '{}')
@@ -338,6 +420,8 @@ if redis.call('EXISTS', k.record) == 0 then return 0 end
 redis.call('HSET', k.video, 'bytes', ARGV[A + 2], 'contentType', ARGV[A + 3], 'format', ARGV[A + 4])
 touch(k, now_ms(), false)
 return 1`,
+
+  ...WEBHOOK_BODIES,
 } as const;
 
 /** Name of one of the scripts. */
@@ -357,7 +441,7 @@ export const SCRIPTS = Object.fromEntries(
   }),
 ) as Record<ScriptName, LuaScript>;
 
-/** What every script gets before its own arguments (the prelude's KEYS[1] and ARGV[1..6]). */
+/** What every script gets before its own arguments (the prelude's KEYS[1] and ARGV[1..13]). */
 export interface ScriptContext {
   /** The jobs stream. */
   readonly jobs: string;
@@ -367,6 +451,14 @@ export interface ScriptContext {
   readonly aliveTtlMs: number;
   readonly retentionMs: number;
   readonly maxAttempts: number;
+  readonly queued: string;
+  readonly queueSeq: string;
+  readonly moves: string;
+  readonly deadlines: string;
+  readonly webhooksDue: string;
+  readonly webhookPrefix: string;
+  /** Expiry of a delivery hash never sent (no sender running), in ms. */
+  readonly webhookTtlMs: number;
 }
 
 /** The EVAL / EVALSHA arguments after the script: numkeys, the key, the common ARGV, `args`. */
@@ -378,6 +470,8 @@ export function scriptArguments(
   // deno-fmt-ignore
   return [
     "1", c.jobs, c.group, c.jobPrefix, c.workerPrefix,
-    String(c.aliveTtlMs), String(c.retentionMs), String(c.maxAttempts), ...args,
+    String(c.aliveTtlMs), String(c.retentionMs), String(c.maxAttempts),
+    c.queued, c.queueSeq, c.moves, c.deadlines, c.webhooksDue, c.webhookPrefix,
+    String(c.webhookTtlMs), ...args,
   ];
 }

@@ -12,6 +12,11 @@
  * inference worker, ffmpeg failing, the store failing — the job ends with a terminal event and the
  * loop takes the next one: no job is left hanging.
  *
+ * A job with a deadline (`timeout_seconds`, `deadlines.ts`) is stopped the same way when it passes:
+ * its signal aborts with a `DeadlineExceededError` and it ends with `error` {code:
+ * "deadline_exceeded"} within a step or a decode chunk; a job taken already past its deadline
+ * ends so without running.
+ *
  * Each transition is one log line (`getLog("job")`): `job_started` (worker, attempt, time queued,
  * frames, steps, size), then `job_done` (timings), `job_failed` (code and the error), or
  * `job_cancelled`; `job_released` when a draining worker hands a job back; `job_lost` when the
@@ -36,6 +41,11 @@ import type {
   VideoJobRunner,
 } from "../../pipeline/service/video_job.ts";
 import { describeError, jobError } from "../errors.ts";
+import {
+  DEADLINE_EXCEEDED as DEADLINE_CODE,
+  DeadlineExceededError,
+  deadlineOf,
+} from "./deadlines.ts";
 import { errorMessage, formatDuration, getLog, type Log } from "../logging.ts";
 import {
   type ClaimedJob,
@@ -204,12 +214,20 @@ export class WorkerLoop {
     };
     /** Set when the job vanished from the store: it is given up, with nothing left to record. */
     let lost = false;
+    /** Set when the job's deadline passed first: it ends with deadline_exceeded. */
+    let pastDeadline: DeadlineExceededError | undefined;
     const stopIf = (check: JobCheck) => {
       if (check === "cancel") controller.abort(new Error("cancellation requested"));
       if (check === "lost" && !controller.signal.aborted) {
         lost = true;
         controller.abort(new Error("the job is gone from the job store"));
       }
+    };
+    const deadline = deadlineOf(job.record);
+    const passDeadline = (stage: "queued" | "running") => {
+      if (controller.signal.aborted) return;
+      pastDeadline = new DeadlineExceededError(request.timeoutSeconds!, stage);
+      controller.abort(pastDeadline);
     };
     // A store that fails for a moment stops nothing: the next poll asks again.
     const checkCancel = () => void queue.check(id).then(stopIf, () => {});
@@ -220,7 +238,13 @@ export class WorkerLoop {
     }
     this.#inFlight.set(id, controller);
     const poll = setInterval(checkCancel, this.#options.cancelPollMs ?? 250);
+    // Taken past its deadline (a long queue, a reclaimed job): it ends without running.
+    if (deadline !== undefined && deadline <= Date.now()) passDeadline("queued");
+    const timer = deadline === undefined
+      ? undefined
+      : setTimeout(() => passDeadline("running"), Math.max(0, deadline - Date.now()));
     try {
+      if (pastDeadline) throw pastDeadline;
       stopIf(await queue.check(id));
       startedAt = Date.now();
       await queue.update(id, { status: "running", startedAt, worker });
@@ -300,6 +324,22 @@ export class WorkerLoop {
           running_ms: Math.round(performance.now() - started),
         });
         ending = errorEnding(JOB_LOST_ERROR);
+      } else if (pastDeadline) {
+        const at = pastDeadline.stage === "queued" ? "before it ran" : progress;
+        this.#log.warning(
+          `job ${id} failed (${DEADLINE_CODE}) ${at}: its deadline (timeout_seconds = ` +
+            `${request.timeoutSeconds}) passed`,
+          {
+            event: "job_failed",
+            generation: id,
+            worker,
+            code: DEADLINE_CODE,
+            at,
+            running_ms: Math.round(performance.now() - started),
+            timeout_seconds: request.timeoutSeconds,
+          },
+        );
+        ending = errorEnding(jobError(pastDeadline));
       } else if (error instanceof GenerationCancelledError || controller.signal.aborted) {
         outcome = "cancelled";
         const reason = errorMessage(controller.signal.reason ?? error);
@@ -321,6 +361,7 @@ export class WorkerLoop {
       }
     } finally {
       clearInterval(poll);
+      clearTimeout(timer);
       this.#inFlight.delete(id);
       if (outcome === "released" || (this.#releasing.has(id) && outcome !== "done")) {
         this.#releasing.delete(id);

@@ -28,6 +28,7 @@ import {
   statusSchema,
   UNAUTHORIZED,
   uploadSchema,
+  webhookBodySchema,
 } from "../api_schemas.ts";
 import { parseByteRange } from "../byte_range.ts";
 import { HttpError } from "../errors.ts";
@@ -72,6 +73,22 @@ export interface GenerationRoutesDeps {
   readonly draining: () => boolean;
   /** Where jobs queued, and jobs cancelled while queued, are logged (default: `getLog("job")`). */
   readonly jobLog?: Log;
+  /** `MAX_JOB_SECONDS`: the largest and default `timeout_seconds` (default: no limit). */
+  readonly maxJobSeconds?: number;
+  /** Where webhooks may go (default: nowhere, the `webhook` field is refused). */
+  readonly webhookTargets?: WebhookTargets;
+}
+
+/** The webhooks a service sends: which URLs it accepts, and the check of their hosts. */
+export interface WebhookTargets {
+  /** `https` URLs only, or `http` too (`WEBHOOK_ALLOW_PRIVATE`, tests). */
+  readonly scheme: "https" | "http";
+  /**
+   * Checks the host of a request's `webhook` (`checkWebhookTarget`: it must resolve to public
+   * addresses only).
+   * @throws {ParameterError} naming `webhook`, for a 422
+   */
+  check(url: string): Promise<void>;
 }
 
 /** What the routes need of an `ImagePool`. */
@@ -114,7 +131,10 @@ export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
       const { request, image } = await parseUpload(c.req.raw, deps.model, {
         maxPixels: deps.maxPixels,
         maxBytes: deps.maxUploadBytes,
+        maxJobSeconds: deps.maxJobSeconds,
+        webhooks: deps.webhookTargets?.scheme ?? "off",
       });
+      if (request.webhook !== undefined) await deps.webhookTargets?.check(request.webhook);
       const info = await checkImage(deps.imagePool, image, deps.maxPixels, c.req.raw.signal);
       deps.admitJob?.(jobShape(request, info));
       const record = await queue.submit(request, image);
@@ -142,8 +162,7 @@ export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
 
   app.get("/:id", async (c) => {
     const record = await found(queue, c.req.param("id"));
-    const position = record.status === "queued" ? await queue.position(record.id) : undefined;
-    const json = statusJson(record, position);
+    const json = await statusOf(queue, record);
     if (record.status === "running" && await queue.cancelRequested(record.id)) {
       json.cancel_requested = true;
     }
@@ -229,8 +248,7 @@ export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
         `Generation "${record.id}" has already ended (${record.status}); nothing to cancel`,
       );
     }
-    const position = record.status === "queued" ? await queue.position(record.id) : undefined;
-    const json = statusJson(record, position);
+    const json = await statusOf(queue, record);
     // A running job stops at its next step: the answer is "accepted", the stream says when.
     if (record.status === "cancelled") return c.json(json, 200);
     return c.json({ ...json, cancel_requested: true }, 202);
@@ -292,10 +310,12 @@ function routeDocs(deps: GenerationRoutesDeps) {
         ),
         422: errorResponse(
           "A field unknown (`unknown_field`), repeated (`duplicate_field`), missing " +
-            "(`missing_field`) or out of range (`invalid_parameter`); `field` names it, " +
-            "`allowed` says what it may be. A damaged image (`corrupt_image`: truncated, a bad " +
-            "CRC, bad zlib data). A job over the service's limits (`job_too_large`: its cost or " +
-            "planned memory; the message names the limit and the request's value)",
+            "(`missing_field`) or out of range (`invalid_parameter`: also a `webhook` whose " +
+            "host is loopback, private, link-local or otherwise not public, and a `webhook` " +
+            "on a service without WEBHOOK_SECRET); `field` names it, `allowed` says what it " +
+            "may be. A damaged image (`corrupt_image`: truncated, a bad CRC, bad zlib data). A " +
+            "job over the service's limits (`job_too_large`: its cost or planned memory; the " +
+            "message names the limit and the request's value)",
         ),
         429: {
           ...errorResponse("The queue is full (`queue_full`), answered before the body is read"),
@@ -435,6 +455,43 @@ async function checkImage(
   }
 }
 
+/**
+ * The OpenAPI description of the webhook deliveries, for the document's `webhooks` (registered on
+ * the root app: a mounted app's registry would prefix its name with the mount path).
+ */
+export function webhookDocs(deps: Pick<GenerationRoutesDeps, "model">) {
+  const header = (description: string) => z.string().openapi({ description });
+  return createRoute({
+    method: "post",
+    path: "generation",
+    operationId: "generationWebhook",
+    summary: "A generation's event, sent to its webhook",
+    description: "Sent for each of the request's `webhook_events`, signed as Standard Webhooks " +
+      "specify (verify with any Standard Webhooks library and the service's WEBHOOK_SECRET). " +
+      "Retried with exponential backoff (2 s doubling, at most 5 min apart, for an hour) until " +
+      "a 2xx; 410 stops it; redirects are not followed. Deduplicate by `webhook-id`: an attempt " +
+      "may arrive twice when a sender dies after sending it.",
+    request: {
+      headers: z.object({
+        "webhook-id": header("Unique per event, the same at every attempt"),
+        "webhook-timestamp": header("This attempt's time, Unix seconds"),
+        "webhook-signature": header(
+          "`v1,` + base64 HMAC-SHA256 of `<webhook-id>.<webhook-timestamp>.<body>` " +
+            "(several, space-separated, while the secret is rotated)",
+        ),
+      }),
+      body: {
+        required: true,
+        content: { "application/json": { schema: webhookBodySchema(deps.model) } },
+      },
+    },
+    responses: {
+      200: { description: "Any 2xx: delivered" },
+      410: { description: "Gone: no more attempts" },
+    },
+  });
+}
+
 /** True when the client asked for an event stream. */
 function wantsEventStream(accept: string | undefined): boolean {
   return accept !== undefined &&
@@ -443,6 +500,15 @@ function wantsEventStream(accept: string | undefined): boolean {
       const q = params.map((p) => p.trim()).find((p) => p.startsWith("q="));
       return type.trim() === "text/event-stream" && (q === undefined || Number(q.slice(2)) > 0);
     });
+}
+
+/** The status JSON of `record`: with its position while queued, and its webhook's deliveries. */
+async function statusOf(queue: JobQueue, record: JobRecord): Promise<Record<string, unknown>> {
+  const [position, deliveries] = await Promise.all([
+    record.status === "queued" ? queue.position(record.id) : undefined,
+    record.request.webhook === undefined ? undefined : queue.webhooks.deliveries(record.id),
+  ]);
+  return statusJson(record, position, deliveries);
 }
 
 async function found(queue: JobQueue, id: string): Promise<JobRecord> {

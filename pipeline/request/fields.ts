@@ -33,6 +33,9 @@
  * - `cond_aug` 0..1: noise added to the conditioning frame, in [−1, 1] image units (0.02).
  * - `seed` 0..2³²−1: an unsigned 32-bit integer, like sgm's and diffusers' generators take.
  * - `crf` 0..63 here, narrowed by `format` in `parse_request.ts` (mp4 0..51, webm 0..63, gif none).
+ * - `timeout_seconds` 1..604800 (a week), narrowed by the service's `MAX_JOB_SECONDS`.
+ * - `webhook` an http(s) URL of at most 2048 characters; `parse_request.ts` allows http only when
+ *   the service says so (`WEBHOOK_ALLOW_PRIVATE`, for tests), the service checks its addresses.
  *
  * ## Adding a field
  *
@@ -96,6 +99,19 @@ export interface FieldDeclaration {
 }
 
 const EVERYWHERE = ["http", "cli", "config"] as const;
+
+/** The events a webhook can be sent for (`webhook_events`). */
+export const WEBHOOK_EVENTS = ["started", "done", "error", "cancelled"] as const;
+
+/** The events a webhook gets when `webhook_events` is not given: the terminal ones. */
+export const DEFAULT_WEBHOOK_EVENTS: readonly ("done" | "error" | "cancelled")[] = [
+  "done",
+  "error",
+  "cancelled",
+];
+
+/** The longest `timeout_seconds` the declaration allows: a week (`MAX_JOB_SECONDS` narrows it). */
+export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 // The side limit is the size policy's: `native` and `contain` sizes obey the same bound.
 const IMAGE_SIDE = z.int().min(64).max(MAX_SIDE).multipleOf(64);
 const GUIDANCE = z.number().min(0).max(30);
@@ -283,6 +299,41 @@ export const REQUEST_FIELDS = {
       "as Stability's sampling script does; `deno task watermark FILE` reads it back.",
     surfaces: ["http", "cli"],
   },
+  timeoutSeconds: {
+    key: "timeout_seconds",
+    group: "job",
+    schema: z.int().min(1).max(MAX_TIMEOUT_SECONDS),
+    optional: true,
+    title: "Deadline (seconds)",
+    description: "Give the generation up this many seconds after it was submitted, queued or " +
+      "running: it ends with error deadline_exceeded. At most the service's MAX_JOB_SECONDS " +
+      "(also the default when it is set).",
+    surfaces: ["http"],
+  },
+  webhook: {
+    key: "webhook",
+    group: "job",
+    // The pattern tells OpenAPI readers (and validators without formats) the URL's shape.
+    schema: z.url({ protocol: /^https?$/ }).max(2048).meta({
+      pattern: "^https?://[^\\s/?#]+([/?#]|$)",
+    }),
+    optional: true,
+    title: "Webhook URL",
+    description: "An https URL that gets a signed POST (Standard Webhooks) for each of " +
+      "webhook_events, with the generation's status JSON; needs the service's WEBHOOK_SECRET.",
+    surfaces: ["http"],
+  },
+  webhookEvents: {
+    key: "webhook_events",
+    group: "job",
+    schema: z.array(z.enum(WEBHOOK_EVENTS)).min(1).max(WEBHOOK_EVENTS.length),
+    default: DEFAULT_WEBHOOK_EVENTS,
+    optional: true, // a request made in code may leave it out: the default applies all the same
+    title: "Webhook events",
+    description: "The events sent to webhook, comma-separated: started, done, error, cancelled " +
+      "(default: the terminal ones).",
+    surfaces: ["http"],
+  },
 } as const satisfies Readonly<Record<string, FieldDeclaration>>;
 
 type Fields = typeof REQUEST_FIELDS;
@@ -323,6 +374,9 @@ export type GuiderKind = FieldValue<"guider">;
 
 /** Whether `step` events carry previews. */
 export type PreviewMode = FieldValue<"preview">;
+
+/** An event a webhook is sent for. */
+export type WebhookEvent = typeof WEBHOOK_EVENTS[number];
 
 /** A clip a generation returns as one file (the CLI can also write a folder of PNGs). */
 export type ClipFormat = FieldValue<"format">;

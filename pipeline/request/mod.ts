@@ -16,6 +16,7 @@ export { allowedOf, checkValue, jsonSchemaOf, readText } from "./field_values.ts
 export {
   type ClipFormat,
   declarationOf,
+  DEFAULT_WEBHOOK_EVENTS,
   FIELD_NAMES,
   type FieldDeclaration,
   type FieldName,
@@ -23,11 +24,14 @@ export {
   type FieldValue,
   type GenerationRequest,
   type GuiderKind,
+  MAX_TIMEOUT_SECONDS,
   type PreviewMode,
   REQUEST_FIELDS,
   SAMPLING_NAMES,
   type SamplingParams,
   type Surface,
+  WEBHOOK_EVENTS,
+  type WebhookEvent,
 } from "./fields.ts";
 export { ParameterError, type ParameterErrorCode } from "./parameter_error.ts";
 export {
@@ -41,4 +45,6 @@ export {
   requestJson,
   type RequestRule,
   type RuleFault,
+  WEBHOOK_ALLOWED,
+  type WebhookPolicy,
 } from "./parse_request.ts";

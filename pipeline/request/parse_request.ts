@@ -32,7 +32,20 @@ export interface RequestContext {
   readonly sampling: SamplingDefaults;
   /** Draws the seed when neither the request nor the config has one (default: random). */
   readonly drawSeed?: () => number;
+  /**
+   * The service's `MAX_JOB_SECONDS`: the largest `timeout_seconds`, and its default. Undefined:
+   * no limit beyond the declaration's.
+   */
+  readonly maxJobSeconds?: number;
+  /**
+   * Whether `webhook` is accepted: `off` (the default: the service has no `WEBHOOK_SECRET`),
+   * `https` URLs only, or `http` too (`WEBHOOK_ALLOW_PRIVATE`, for tests on loopback).
+   */
+  readonly webhooks?: WebhookPolicy;
 }
+
+/** Which `webhook` URLs a service accepts; see {@linkcode RequestContext.webhooks}. */
+export type WebhookPolicy = "off" | "https" | "http";
 
 /**
  * A rule between fields, checked after each field was checked on its own and the defaults were
@@ -50,7 +63,9 @@ const MIN_GUIDANCE = REQUEST_FIELDS.minGuidance.schema.minValue;
 const MAX_GUIDANCE = REQUEST_FIELDS.maxGuidance.schema.maxValue;
 
 /**
- * The rules between fields, in order. Admission by cost (frames × pixels × steps and the
+ * The rules between fields, in order. `timeout_seconds` is bounded by the service's
+ * `MAX_JOB_SECONDS`; `webhook` needs a service that sends webhooks (and https, unless the service
+ * allows http for its tests); `webhook_events` needs a `webhook`. Admission by cost (frames × pixels × steps and the
  * estimated memory of a request against the service's limits, a 422 naming the limit) belongs
  * here as one more rule, with its limits in `RequestContext`.
  */
@@ -67,6 +82,50 @@ export const REQUEST_RULES: readonly RequestRule[] = [
       given.minGuidance !== undefined,
     );
     if (fault) throw new ParameterError(fault.field, fault.value, fault.problem, fault.allowed);
+  },
+  function withinMaxJobSeconds({ timeoutSeconds }, _given, { maxJobSeconds }) {
+    if (timeoutSeconds === undefined || maxJobSeconds === undefined) return;
+    if (timeoutSeconds > maxJobSeconds) {
+      throw new ParameterError(
+        "timeout_seconds",
+        timeoutSeconds,
+        "is above the service's MAX_JOB_SECONDS",
+        `1..${maxJobSeconds}`,
+      );
+    }
+  },
+  function webhookAccepted({ webhook }, given, { webhooks = "off" }) {
+    if (webhook === undefined) {
+      if (given.webhookEvents !== undefined) {
+        throw new ParameterError(
+          "webhook_events",
+          given.webhookEvents,
+          "is given without a webhook",
+          "only with webhook",
+        );
+      }
+      return;
+    }
+    if (webhooks === "off") {
+      throw new ParameterError(
+        "webhook",
+        webhook,
+        "is not accepted: this service sends no webhooks (it has no WEBHOOK_SECRET)",
+        "no webhook",
+      );
+    }
+    const url = new URL(webhook);
+    if (url.protocol !== "https:" && webhooks !== "http") {
+      throw new ParameterError("webhook", webhook, "is not an https URL", WEBHOOK_ALLOWED);
+    }
+    if (url.username !== "" || url.password !== "") {
+      throw new ParameterError(
+        "webhook",
+        webhook,
+        "holds a user name or password",
+        `${WEBHOOK_ALLOWED} without credentials (the signature authenticates the sender)`,
+      );
+    }
   },
   function crfForTheFormat({ crf, format }) {
     if (crf === undefined) return;
@@ -115,6 +174,9 @@ export function guidanceOrder(
     };
 }
 
+/** What `webhook` may be, in words. */
+export const WEBHOOK_ALLOWED = "an https URL of a public host";
+
 /** Where `crf` applies, in words (also for the CLI's `--format frames`). */
 export const CRF_ALLOWED = "only with format mp4 or webm";
 
@@ -146,6 +208,7 @@ export function parseRequest(
   const fromModel: Partial<Record<FieldName, unknown>> = {
     ...context.sampling,
     model: context.model,
+    timeoutSeconds: context.maxJobSeconds,
   };
   const value = (name: FieldName): unknown => {
     const field = declarationOf(name);

@@ -18,6 +18,7 @@ import {
   QueueFullError,
   StoreUnavailableError,
 } from "../../functions/jobs/job_queue.ts";
+import { deliveryId } from "../../functions/webhooks/webhook_outbox.ts";
 import { jobRequest } from "./_job_request.ts";
 
 /** Options a contract test asks of a queue. */
@@ -419,6 +420,185 @@ export function jobQueueContract(target: ContractTarget): void {
     assert.deepEqual(events.map((e) => [e.type, e.data.code]), [["error", "job_lost"]]);
     assert.notEqual(events[0].id, queued.id);
     assert.deepEqual(await collect(queue.events(gone, undefined, AbortSignal.timeout(300))), []);
+  });
+
+  test("events() of a queued job tell its new position each time a job ahead leaves the queue", async (store) => {
+    const api = await store.queue();
+    const worker = await store.queue();
+    const [first, second, third] = [
+      await api.submit(REQUEST, IMAGE),
+      await api.submit(REQUEST, IMAGE),
+      await api.submit(REQUEST, IMAGE),
+    ];
+    const stream = api.events(third.id, undefined, AbortSignal.timeout(30_000))[
+      Symbol.asyncIterator
+    ]();
+    const next = async (what: string) => {
+      const step = await bounded(stream.next(), 10_000, what);
+      assert.ok(!step.done, `the stream ended before ${what}`);
+      return step.value;
+    };
+    const queued = await next("the first event");
+    assert.deepEqual([queued.type, queued.data], ["queued", { position: 3 }]);
+    // The stream waits for what follows (live) before each change.
+    let coming = next("the position after a take");
+    await pause(300);
+    await api.submit(REQUEST, IMAGE); // behind: nothing changes for the third
+    const taken = await worker.take("gpu", AbortSignal.timeout(3000));
+    assert.equal(taken?.record.id, first.id);
+    const moved = await coming;
+    assert.deepEqual([moved.type, moved.data], ["queued", { position: 2 }]);
+    assert.equal(moved.id, queued.id, "not stored: it repeats the id of the event before it");
+    coming = next("the position after a cancellation");
+    await pause(300);
+    await api.requestCancel(second.id);
+    const again = await coming;
+    assert.deepEqual([again.type, again.data], ["queued", { position: 1 }]);
+    assert.equal(await api.position(third.id), 1);
+
+    await worker.complete(taken);
+    const mine = await worker.take("gpu", AbortSignal.timeout(3000));
+    assert.equal(mine?.record.id, third.id);
+    await worker.update(third.id, { status: "running", startedAt: Date.now(), worker: "gpu" });
+    const started = await worker.publish(third.id, "started", {});
+    assert.deepEqual(await next("started"), started, "no position once it left the queue");
+    const done = await worker.publish(third.id, "done", {});
+    assert.deepEqual(await next("done"), done);
+    assert.equal((await stream.next()).done, true);
+
+    // A stream opened after jobs ahead left starts from the stored event, then the position now.
+    const [, fourth] = [await api.submit(REQUEST, IMAGE), await api.submit(REQUEST, IMAGE)];
+    await worker.take("gpu", AbortSignal.timeout(3000)); // the job submitted behind the third
+    const late = await collect(api.events(fourth.id, undefined, AbortSignal.timeout(1000)));
+    assert.deepEqual(late.map((e) => [e.type, e.data]), [
+      ["queued", { position: 3 }],
+      ["queued", { position: 2 }],
+    ]);
+  });
+
+  test("expire() ends the queued jobs past their deadline with error deadline_exceeded, and only those", async (store) => {
+    const api = await store.queue();
+    const worker = await store.queue();
+    const withDeadline = (seconds: number) => jobRequest({}, { timeoutSeconds: seconds });
+    const running = await api.submit(withDeadline(5), IMAGE);
+    const job = await worker.take("gpu", AbortSignal.timeout(3000));
+    assert.equal(job?.record.id, running.id);
+    await worker.update(running.id, { status: "running", startedAt: Date.now(), worker: "gpu" });
+    const late = await api.submit(withDeadline(5), IMAGE);
+    const later = await api.submit(withDeadline(3600), IMAGE);
+    const never = await api.submit(REQUEST, IMAGE);
+    const watching = collect(api.events(never.id, undefined, AbortSignal.timeout(3000)));
+
+    assert.deepEqual(await api.expire(late.createdAt + 4000), [], "not yet");
+    const ended = await api.expire(late.createdAt + 10_000);
+    assert.deepEqual(ended.map((r) => r.id), [late.id]);
+    const record = await api.get(late.id);
+    assert.equal(record?.status, "error");
+    assert.equal(record.error?.code, "deadline_exceeded");
+    assert.match(record.error.message, /timeout_seconds = 5 from its submission\) while queued/);
+    assert.equal(typeof record.finishedAt, "number");
+    const events = await collect(worker.events(late.id, undefined, AbortSignal.timeout(2000)));
+    assert.deepEqual(events.map((e) => [e.type, e.data.code]), [
+      ["queued", undefined],
+      ["error", "deadline_exceeded"],
+    ]);
+    assert.equal(await api.position(late.id), undefined);
+    assert.equal(await api.position(later.id), 1);
+    assert.deepEqual(
+      (await watching).map((e) => e.data),
+      [{ position: 3 }, { position: 2 }],
+      "the jobs behind moved up",
+    );
+    assert.equal((await api.get(running.id))?.status, "running", "its worker ends a running one");
+    assert.deepEqual(await api.expire(late.createdAt + 10_000), [], "once");
+    assert.deepEqual(await api.stats(), { queued: 2, running: 1 });
+    await worker.complete(job);
+    assert.equal((await worker.take("gpu", AbortSignal.timeout(3000)))?.record.id, later.id);
+  });
+
+  test("an event a job's webhook wants makes one delivery, leased to one sender at a time and settled with its attempts", async (store) => {
+    const api = await store.queue();
+    const a = await store.queue();
+    const b = await store.queue();
+    const url = "https://hooks.example.com/svd?token=1";
+    const hooked = await api.submit(
+      jobRequest({}, { webhook: url, webhookEvents: ["started", "done"] }),
+      IMAGE,
+    );
+    const plain = await api.submit(REQUEST, IMAGE);
+    assert.deepEqual((await a.webhooks.claim(10, 60_000)).leased, [], "queued: nothing wanted");
+
+    const job = await a.take("gpu", AbortSignal.timeout(3000));
+    assert.equal(job?.record.id, hooked.id);
+    await a.update(hooked.id, { status: "running", startedAt: Date.now(), worker: "gpu" });
+    const started = await a.publish(hooked.id, "started", { frames: 4 });
+    await a.publish(hooked.id, "step", { step: 1 });
+    await a.publish(plain.id, "started", {}); // no webhook: no delivery
+
+    const { leased } = await a.webhooks.claim(10, 60_000);
+    assert.equal(leased.length, 1);
+    const [delivery] = leased;
+    assert.equal(delivery.id, deliveryId(hooked.id, started.id));
+    assert.equal(delivery.jobId, hooked.id);
+    assert.equal(delivery.event, "started");
+    assert.equal(delivery.url, url);
+    assert.equal(delivery.record.status, "running", "the record as the event saw it");
+    assert.equal(delivery.record.request.webhook, url);
+    assert.deepEqual(delivery.attempts, []);
+    const other = await b.webhooks.claim(10, 60_000);
+    assert.deepEqual(other.leased, [], "leased to a");
+    assert.ok(other.nextDueAt !== undefined && other.nextDueAt > Date.now() + 30_000);
+    assert.deepEqual(await b.webhooks.deliveries(hooked.id), [
+      { id: delivery.id, event: "started", state: "pending", attempts: [] },
+    ]);
+    assert.deepEqual(await b.webhooks.deliveries(plain.id), []);
+
+    const failed = { at: Date.now(), ms: 12, status: 500 };
+    const retryAt = Date.now() + 400;
+    assert.equal(await a.webhooks.settle(delivery, failed, { state: "pending", retryAt }), true);
+    const shown = await b.webhooks.deliveries(hooked.id);
+    assert.deepEqual(shown, [{
+      id: delivery.id,
+      event: "started",
+      state: "pending",
+      attempts: [failed],
+      nextAttemptAt: retryAt,
+    }]);
+    assert.deepEqual((await b.webhooks.claim(10, 60_000)).leased, [], "not due yet");
+    await pause(600);
+    const retried = (await b.webhooks.claim(10, 60_000)).leased;
+    assert.deepEqual(retried.map((d) => [d.id, d.attempts]), [[delivery.id, [failed]]]);
+    assert.equal(
+      await a.webhooks.settle(delivery, failed, { state: "delivered" }),
+      false,
+      "a's lease is over: b holds the delivery now",
+    );
+    const ok = { at: Date.now(), ms: 3, status: 204 };
+    assert.equal(await b.webhooks.settle(retried[0], ok, { state: "delivered" }), true);
+    assert.deepEqual((await api.webhooks.deliveries(hooked.id))[0].attempts, [failed, ok]);
+    assert.equal((await api.webhooks.deliveries(hooked.id))[0].state, "delivered");
+    assert.deepEqual((await a.webhooks.claim(10, 60_000)).leased, [], "delivered: done");
+
+    // The terminal event's delivery carries the record as it ended.
+    await a.finish(job, { status: "done", data: {}, patch: { finishedAt: Date.now() } });
+    const done = (await b.webhooks.claim(10, 50)).leased;
+    assert.deepEqual(done.map((d) => [d.event, d.record.status]), [["done", "done"]]);
+    await pause(200);
+    const afterLease = (await a.webhooks.claim(10, 60_000)).leased;
+    assert.deepEqual(afterLease.map((d) => d.id), [done[0].id], "a lease that ran out is free");
+    assert.equal(await a.webhooks.settle(afterLease[0], ok, { state: "failed" }), true);
+    assert.deepEqual(
+      (await api.webhooks.deliveries(hooked.id)).map((d) => [d.event, d.state]),
+      [["started", "delivered"], ["done", "failed"]],
+    );
+
+    // A queued job cancelled: `cancelled` is one of the default events.
+    const cancelled = await api.submit(jobRequest({}, { webhook: url }), IMAGE);
+    await api.requestCancel(cancelled.id);
+    const last = (await b.webhooks.claim(10, 60_000)).leased;
+    assert.deepEqual(last.map((d) => [d.jobId, d.event, d.record.status]), [
+      [cancelled.id, "cancelled", "cancelled"],
+    ]);
   });
 
   test("close() ends a waiting take and a live stream, then refuses work", async (store) => {

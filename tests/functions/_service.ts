@@ -12,6 +12,8 @@ import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import { Metrics } from "../../functions/metrics.ts";
 import type { UploadModel } from "../../functions/multipart.ts";
+import type { WebhookTargets } from "../../functions/routes/generations.ts";
+import { DeadlineSweeper } from "../../functions/jobs/deadlines.ts";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
 import { ImagePool } from "../../pipeline/image/image_pool.ts";
@@ -49,6 +51,12 @@ export interface TestServiceOptions {
   readonly inferenceReady?: () => boolean;
   /** Start the worker loop (default true). */
   readonly startLoop?: boolean;
+  /** `MAX_JOB_SECONDS` (default: no limit). */
+  readonly maxJobSeconds?: number;
+  /** Where webhooks may go (default: nowhere). */
+  readonly webhookTargets?: WebhookTargets;
+  /** Sweep queued jobs past their deadline every this many ms (default: no sweeper). */
+  readonly sweepMs?: number;
   /** ffmpeg's time per job, in milliseconds (default: scaled to the clip). */
   readonly encodeTimeoutMs?: number;
 }
@@ -129,8 +137,14 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     heartbeatMs: options.heartbeatMs ?? 15_000,
     log,
     jobLog: log,
+    maxJobSeconds: options.maxJobSeconds,
+    webhookTargets: options.webhookTargets,
   });
   if (options.startLoop ?? true) loop.start();
+  const sweeper = options.sweepMs === undefined
+    ? undefined
+    : new DeadlineSweeper({ queue, intervalMs: options.sweepMs, log });
+  sweeper?.start();
   return {
     app,
     queue,
@@ -141,6 +155,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     engine,
     logs,
     async [Symbol.asyncDispose]() {
+      sweeper?.stop();
       await loop.stop({ drainMs: 60_000, cancelAfterMs: 0 });
       await queue.close();
       await engine?.close();

@@ -32,6 +32,12 @@ Deno.test({
       redisUrl: undefined,
       redisClaimIdleMs: 30_000,
       gpuMemoryGb: undefined,
+      maxJobSeconds: undefined,
+      webhookKeys: undefined,
+      webhookRetrySeconds: 3600,
+      webhookAllowPrivate: false,
+      webhookSpoolDir: undefined,
+      publicUrl: undefined,
       maxJobCost: 25 * 1024 * 576 * 50,
       maxJobMemoryGb: undefined,
       inferenceRecycle: true,
@@ -63,6 +69,11 @@ Deno.test({
       REDIS_URL: "redis://:secret@10.0.0.5:6380/2",
       REDIS_CLAIM_IDLE_MS: "1500",
       GPU_MEMORY_GB: "22.4",
+      MAX_JOB_SECONDS: "600",
+      WEBHOOK_SECRET: `whsec_${btoa("k".repeat(32))} whsec_${btoa("o".repeat(24))}`,
+      WEBHOOK_RETRY_SECONDS: "60",
+      WEBHOOK_ALLOW_PRIVATE: "1",
+      PUBLIC_URL: "https://svd.example.com/api/",
       MAX_JOB_COST: "1e9",
       MAX_JOB_MEMORY_GB: "18.5",
       INFERENCE_RECYCLE: "Off",
@@ -87,6 +98,15 @@ Deno.test({
       redisUrl: "redis://:secret@10.0.0.5:6380/2",
       redisClaimIdleMs: 1500,
       gpuMemoryGb: 22.4,
+      maxJobSeconds: 600,
+      webhookKeys: [
+        new Uint8Array(32).fill("k".charCodeAt(0)),
+        new Uint8Array(24).fill("o".charCodeAt(0)),
+      ],
+      webhookRetrySeconds: 60,
+      webhookAllowPrivate: true,
+      webhookSpoolDir: undefined,
+      publicUrl: "https://svd.example.com/api",
       maxJobCost: 1e9,
       maxJobMemoryGb: 18.5,
       inferenceRecycle: false,
@@ -191,6 +211,54 @@ Deno.test({
     }
     assert.equal(readServerConfig(env({ GPU_MEMORY_GB: " 80 " })).gpuMemoryGb, 80);
     assert.equal(readServerConfig(env({ GPU_MEMORY_GB: "" })).gpuMemoryGb, undefined);
+  },
+});
+
+Deno.test({
+  name: "readServerConfig() refuses a bad WEBHOOK_SECRET without quoting it, and the other " +
+    "webhook and deadline settings out of range",
+  permissions: "none",
+  fn() {
+    const problems = (values: Record<string, string>) => {
+      try {
+        readServerConfig(env(values));
+      } catch (error) {
+        assert.ok(error instanceof ServerConfigError);
+        return error.problems;
+      }
+      assert.fail("no error");
+    };
+    const allowed = "allowed whsec_ followed by the base64 of 24..64 random bytes " +
+      "(e.g. whsec_$(openssl rand -base64 32))";
+    assert.deepEqual(problems({ WEBHOOK_SECRET: "hunter2hunter2hunter2hunter2" }), [
+      `WEBHOOK_SECRET: the secret does not start with whsec_: ${allowed}`,
+    ]);
+    assert.deepEqual(problems({ WEBHOOK_SECRET: `whsec_${btoa("short")}` }), [
+      `WEBHOOK_SECRET: the secret holds 5 bytes: ${allowed}`,
+    ]);
+    assert.deepEqual(problems({ WEBHOOK_SECRET: `whsec_${btoa("k".repeat(32))} whsec_!!` }), [
+      `WEBHOOK_SECRET: secret 2 is not base64 after whsec_: ${allowed}`,
+    ]);
+    assert.deepEqual(
+      problems({
+        MAX_JOB_SECONDS: "0",
+        WEBHOOK_RETRY_SECONDS: "5",
+        WEBHOOK_ALLOW_PRIVATE: "yes",
+        PUBLIC_URL: "svd.example.com",
+      }),
+      [
+        'WEBHOOK_ALLOW_PRIVATE = "yes" is not a switch: allowed 0 | 1',
+        'PUBLIC_URL = "svd.example.com" is not a base URL: allowed http(s)://host[:port][/path], ' +
+        "without query or fragment",
+        'MAX_JOB_SECONDS = "0" is out of range: allowed an integer in 1..604800',
+        'WEBHOOK_RETRY_SECONDS = "5" is out of range: allowed an integer in 10..604800',
+      ],
+    );
+    assert.deepEqual(problems({ REDIS_URL: "redis://h", WEBHOOK_SPOOL_DIR: "/var/spool/svd" }), [
+      "WEBHOOK_SPOOL_DIR is for the embedded queue: with REDIS_URL pending deliveries are kept " +
+      "in Redis (unset it)",
+    ]);
+    assert.equal(readServerConfig(env({ WEBHOOK_SPOOL_DIR: "/s" })).webhookSpoolDir, "/s");
   },
 });
 

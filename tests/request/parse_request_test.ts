@@ -57,6 +57,7 @@ Deno.test({
       preview: "latent",
       keepRunning: false,
       watermark: true,
+      webhookEvents: ["done", "error", "cancelled"],
     });
   },
 });
@@ -245,13 +246,111 @@ Deno.test({
   name: "requestJson() says every HTTP field back, and what it says parses to the same request",
   permissions: "none",
   fn() {
-    const request = parseRequest({ steps: "9", crf: "30", format: "webm" }, HTTP);
+    const context: RequestContext = { ...HTTP, webhooks: "https" };
+    const request = parseRequest({
+      steps: "9",
+      crf: "30",
+      format: "webm",
+      timeout_seconds: "60",
+      webhook: "https://hooks.example.com/svd",
+      webhook_events: "started, done",
+    }, context);
     const json = requestJson(request);
     assert.deepEqual(
       Object.keys(json),
       fieldsOn("http").map((name) => REQUEST_FIELDS[name].key),
     );
-    assert.deepEqual(parseRequest(json, HTTP), request);
+    assert.deepEqual(json.webhook_events, ["started", "done"]);
+    assert.deepEqual(parseRequest(json, context), request);
     assert.equal("crf" in requestJson(parseRequest({}, HTTP)), false, "an absent crf stays absent");
+  },
+});
+
+Deno.test({
+  name: "parseRequest() bounds timeout_seconds by MAX_JOB_SECONDS, which is also its default",
+  permissions: "none",
+  fn() {
+    assert.equal(parseRequest({}, HTTP).timeoutSeconds, undefined, "no limit, no deadline");
+    assert.equal(parseRequest({ timeout_seconds: "30" }, HTTP).timeoutSeconds, 30);
+    const limited: RequestContext = { ...HTTP, maxJobSeconds: 600 };
+    assert.equal(parseRequest({}, limited).timeoutSeconds, 600);
+    assert.equal(parseRequest({ timeout_seconds: "600" }, limited).timeoutSeconds, 600);
+    assertParameterError(
+      () => parseRequest({ timeout_seconds: "601" }, limited),
+      "timeout_seconds",
+      "1..600",
+      /^timeout_seconds = 601 is above the service's MAX_JOB_SECONDS: allowed 1\.\.600$/,
+    );
+    assertParameterError(
+      () => parseRequest({ timeout_seconds: "0" }, HTTP),
+      "timeout_seconds",
+      "1..604800",
+      /out of range/,
+    );
+    assertParameterError(
+      () => parseRequest({ timeout_seconds: "1.5" }, HTTP),
+      "timeout_seconds",
+      "1..604800",
+      /is not an integer/,
+    );
+  },
+});
+
+Deno.test({
+  name: "parseRequest() takes a webhook only from a service that sends them, over https unless " +
+    "it allows http",
+  permissions: "none",
+  fn() {
+    const url = "https://hooks.example.com/svd?token=abc";
+    const https: RequestContext = { ...HTTP, webhooks: "https" };
+    const request = parseRequest({ webhook: url }, https);
+    assert.equal(request.webhook, url);
+    assert.deepEqual(request.webhookEvents, ["done", "error", "cancelled"], "the terminal ones");
+    assert.deepEqual(
+      parseRequest({ webhook: url, webhook_events: "started,error" }, https).webhookEvents,
+      ["started", "error"],
+    );
+    assertParameterError(
+      () => parseRequest({ webhook: url }, HTTP),
+      "webhook",
+      "no webhook",
+      /this service sends no webhooks \(it has no WEBHOOK_SECRET\)/,
+    );
+    assertParameterError(
+      () => parseRequest({ webhook: "http://hooks.example.com/" }, https),
+      "webhook",
+      "an https URL of a public host",
+      /is not an https URL/,
+    );
+    assert.equal(
+      parseRequest({ webhook: "http://127.0.0.1:9/" }, { ...HTTP, webhooks: "http" }).webhook,
+      "http://127.0.0.1:9/",
+    );
+    for (const bad of ["ftp://hooks.example.com/", "hooks.example.com", "https://"]) {
+      assertParameterError(
+        () => parseRequest({ webhook: bad }, https),
+        "webhook",
+        "a URL",
+        /is not a valid URL|has the wrong length/,
+      );
+    }
+    assertParameterError(
+      () => parseRequest({ webhook: "https://me:pw@hooks.example.com/" }, https),
+      "webhook",
+      "an https URL of a public host without credentials (the signature authenticates the sender)",
+      /holds a user name or password/,
+    );
+    assertParameterError(
+      () => parseRequest({ webhook: url, webhook_events: "done,finished" }, https),
+      "webhook_events",
+      "a comma-separated list, each started | done | error | cancelled",
+      /is not an allowed value/,
+    );
+    assertParameterError(
+      () => parseRequest({ webhook_events: "done" }, https),
+      "webhook_events",
+      "only with webhook",
+      /is given without a webhook/,
+    );
   },
 });
