@@ -119,6 +119,11 @@ export interface RenderOptions {
   readonly tokenSecret?: SecretRef | null;
   /** `HF_TOKEN` for `init:NAME` model locations (default `svd-stream-hf-token`, key `token`). */
   readonly hfTokenSecret?: SecretRef;
+  /**
+   * `WEBHOOK_SECRET` from this secret (the same on every instance: any instance may sign any
+   * job's webhooks). Default `null`: webhooks off, the `webhook` field refused.
+   */
+  readonly webhookSecret?: Partial<SecretRef> | null;
   /** Fewest instances (default 0; k8s runs max(1, minInstances) replicas). */
   readonly minInstances?: number;
   /** Most instances (default 3). */
@@ -205,6 +210,7 @@ export interface ResolvedRenderOptions {
   readonly gpuMemoryGb: number | undefined;
   readonly tokenSecret: SecretRef | null;
   readonly hfTokenSecret: SecretRef;
+  readonly webhookSecret: SecretRef | null;
   readonly minInstances: number;
   readonly maxInstances: number;
   readonly longestGenerationSeconds: number;
@@ -400,6 +406,13 @@ export function resolveRenderOptions(options: RenderOptions): ResolvedRenderOpti
       ? null
       : { name: "svd-stream-api-token", key: defaultKey, ...options.tokenSecret },
     hfTokenSecret: { name: "svd-stream-hf-token", key: "token", ...options.hfTokenSecret },
+    webhookSecret: options.webhookSecret
+      ? {
+        name: "svd-stream-webhook-secret",
+        key: cloudRun ? "latest" : "secret",
+        ...options.webhookSecret,
+      }
+      : null,
     minInstances,
     maxInstances,
     longestGenerationSeconds: longest,
@@ -520,6 +533,9 @@ export const SETTABLE_OPTIONS = {
   "tokenSecret.key": "string",
   "hfTokenSecret.name": "string",
   "hfTokenSecret.key": "string",
+  webhookSecret: "none",
+  "webhookSecret.name": "string",
+  "webhookSecret.key": "string",
   minInstances: "integer",
   maxInstances: "integer",
   longestGenerationSeconds: "integer",

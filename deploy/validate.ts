@@ -160,8 +160,13 @@ function checkPod(object: KubeObject, pod: IPodSpec): string[] {
   }
 
   for (const variable of Array.isArray(server.env) ? server.env : []) {
-    if (variable.name === "API_TOKEN" && variable.valueFrom?.secretKeyRef === undefined) {
-      problems.push(`${where}: API_TOKEN must come from a secret reference, never a literal`);
+    if (
+      (variable.name === "API_TOKEN" || variable.name === "WEBHOOK_SECRET") &&
+      variable.valueFrom?.secretKeyRef === undefined
+    ) {
+      problems.push(
+        `${where}: ${variable.name} must come from a secret reference, never a literal`,
+      );
     }
     if (variable.name === "API_TOKEN" && role === "worker") {
       problems.push(

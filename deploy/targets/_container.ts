@@ -86,6 +86,10 @@ export function serverEnv(
       valueFrom: { secretKeyRef: { name: options.tokenSecret.name, key: options.tokenSecret.key } },
     });
   }
+  if (options.webhookSecret) {
+    const { name, key } = options.webhookSecret;
+    env.push({ name: "WEBHOOK_SECRET", valueFrom: { secretKeyRef: { name, key } } });
+  }
   for (const [name, value] of Object.entries(options.env).sort(([a], [b]) => a.localeCompare(b))) {
     if (env.some((e) => e.name === name) || name === "PORT") {
       throw new RangeError(`env.${name}: set by the manifest itself; use its own option instead`);

@@ -25,7 +25,8 @@
  * @example
  * ```ts
  * import { WorkerLoop } from "./worker_loop.ts";
- * const loop = new WorkerLoop({ queue, slots: 1, run: videoJobRunner({ networks, model, maxPixels }) });
+ * const run = videoJobRunner({ images: imagePool, engine, model, maxPixels });
+ * const loop = new WorkerLoop({ queue, slots: 1, run });
  * loop.start();
  * // on SIGTERM:
  * await loop.stop({ drainMs: 30_000 });

@@ -147,6 +147,36 @@ for (const target of ALL_TARGETS) {
     assert.equal(env(podSpec(untokened)!.containers[0]).API_TOKEN, undefined);
   });
 
+  Deno.test(`${target}: WEBHOOK_SECRET is off by default and comes from a secret reference`, () => {
+    for (const object of objects({ target, image: IMAGE })) {
+      const container = podSpec(object)?.containers[0];
+      if (container) assert.equal(env(container).WEBHOOK_SECRET, undefined);
+    }
+    const withWebhooks = objects({ target, image: IMAGE, webhookSecret: { name: "hooks" } });
+    // Every server container gets it: API and workers alike may send any job's webhooks.
+    const servers = withWebhooks.map((o) => podSpec(o)?.containers[0]).filter((c) =>
+      c !== undefined && (env(c).ORT_PROVIDER !== undefined || env(c).ROLE !== undefined)
+    );
+    assert.ok(servers.length > 0);
+    for (const server of servers) {
+      const secret = server!.env!.find((e) => e.name === "WEBHOOK_SECRET")!;
+      assert.equal(secret.value, undefined);
+      assert.equal(secret.valueFrom?.secretKeyRef?.name, "hooks");
+      assert.equal(
+        secret.valueFrom?.secretKeyRef?.key,
+        target === "cloudrun" ? "latest" : "secret",
+      );
+    }
+    const object = structuredClone(withWebhooks.find((o) => podSpec(o)?.containers[0])!);
+    const server = podSpec(object)!.containers[0];
+    const secret = server.env!.find((e) => e.name === "WEBHOOK_SECRET")!;
+    server.env!.splice(server.env!.indexOf(secret), 1, {
+      name: "WEBHOOK_SECRET",
+      value: "whsec_x",
+    });
+    assertRefused(object, /WEBHOOK_SECRET must come from a secret reference/);
+  });
+
   Deno.test(`${target}: the server's environment carries every setting`, () => {
     const { server } = workload({
       target,
@@ -434,6 +464,9 @@ Deno.test("applySetting() reads --set KEY=VALUE into typed options", () => {
     modelLocation: "pvc:models/svd_xt",
   });
   assert.equal(applySetting(options, "tokenSecret=none").tokenSecret, null);
+  assert.deepEqual(applySetting(options, "webhookSecret.name=hooks").webhookSecret, {
+    name: "hooks",
+  });
   assert.throws(() => applySetting(options, "slots=two"), /--set slots=two: not an integer/);
   assert.throws(
     () => applySetting(options, "colour=red"),
