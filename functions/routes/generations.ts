@@ -68,6 +68,7 @@ export interface GenerationRoutesDeps {
   readonly retryAfterSeconds?: () => number;
   /** Admission by cost: throws for a job over the service's limits (default: none). */
   readonly admitJob?: JobAdmission;
+  /** SSE comment heartbeat interval, in milliseconds. */
   readonly heartbeatMs: number;
   /** True while the service drains: new submissions get 503. */
   readonly draining: () => boolean;
