@@ -7,6 +7,7 @@
 
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
+import type { AttentionForm } from "../networks/layers.ts";
 
 /** Format tag of `model.json`. */
 export const MODEL_FORMAT = "svd-stream-model/1";
@@ -51,6 +52,11 @@ export interface ModelManifest {
   /** Where the weights came from (checkpoint path or `random(seed=N)`). */
   readonly source: string;
   readonly precision: Precision;
+  /**
+   * How every graph emits attention ("fused" or "decomposed", see `pipeline/networks/layers.ts`).
+   * A model.json written before this field existed has fused attention; the reader fills it in.
+   */
+  readonly attention: AttentionForm;
   readonly config: SvdConfig;
   readonly graphs: Partial<Record<GraphName, GraphManifest>>;
   /** Every file of the directory except model.json: size and sha256. */

@@ -14,11 +14,13 @@
 import type { GraphBuilder } from "../onnx/graph.ts";
 import type { WeightBinder } from "../onnx/weight_binder.ts";
 
-/** What every layer function needs: the graph, the weights and the compute type. */
+/** What every layer function needs: the graph, the weights, the compute type and attention form. */
 export interface Net {
   readonly g: GraphBuilder;
   readonly w: WeightBinder;
   readonly type: "float32" | "float16";
+  /** How {@linkcode attention} is emitted (see {@linkcode ATTENTION_FORMS}). */
+  readonly attention: AttentionForm;
 }
 
 const FLOAT = 1;
@@ -182,15 +184,73 @@ export function feedForward(net: Net, x: string, key: string, dim: number, dimOu
 }
 
 /**
- * Softmax attention `softmax(q kᵀ / √d) v` per head, as `com.microsoft.MultiHeadAttention`.
+ * How {@linkcode attention} is emitted. See the module doc for which provider computes which form
+ * right, and the evidence.
+ *
+ * - `fused`: one `com.microsoft.MultiHeadAttention` node (the default).
+ * - `decomposed`: per-head MatMul → Softmax → MatMul, which holds all S·L scores of a head.
+ */
+export const ATTENTION_FORMS = ["fused", "decomposed"] as const;
+
+/** One of {@linkcode ATTENTION_FORMS}. */
+export type AttentionForm = typeof ATTENTION_FORMS[number];
+
+/**
+ * Softmax attention `softmax(q kᵀ / √d) v` per head, d = width / heads, in the net's attention
+ * form. Both forms take and return the same tensors.
  *
  * @param q [B, S, heads·d]
  * @param k [B, L, heads·d]
  * @param v [B, L, heads·d]
+ * @param width heads·d
  * @returns [B, S, heads·d]
  */
-export function attention(net: Net, q: string, k: string, v: string, heads: number): string {
-  return net.g.op("MultiHeadAttention", [q, k, v], { num_heads: heads }, "com.microsoft");
+export function attention(
+  net: Net,
+  q: string,
+  k: string,
+  v: string,
+  heads: number,
+  width: number,
+): string {
+  if (width % heads !== 0) {
+    throw new RangeError(`Attention width ${width} is not a multiple of ${heads} heads`);
+  }
+  if (net.attention === "fused") {
+    // Q, K, V as three [B, S, N·H] inputs (ORT's Q_K_V_BSNH), no bias, mask or past: the form
+    // every provider's fused kernel takes. Default scale 1/√d.
+    return net.g.op("MultiHeadAttention", [q, k, v], { num_heads: heads }, "com.microsoft");
+  }
+  return decomposedAttention(net, q, k, v, heads, width / heads);
+}
+
+/** `softmax((q / √d) kᵀ) v` as MatMul → Softmax → MatMul; scores and softmax in float32. */
+function decomposedAttention(
+  net: Net,
+  q: string,
+  k: string,
+  v: string,
+  heads: number,
+  d: number,
+): string {
+  const g = net.g;
+  const perHead = g.constInt([0, 0, heads, d]);
+  // [B, S, heads·d] -> [B, S, heads, d] -> [B, heads, S, d]
+  const qh = g.op("Transpose", [g.op("Reshape", [q, perHead])], { perm: [0, 2, 1, 3] });
+  // [B, L, heads·d] -> [B, L, heads, d] -> [B, heads, d, L]
+  const kt = g.op("Transpose", [g.op("Reshape", [k, perHead])], { perm: [0, 2, 3, 1] });
+  // [B, L, heads·d] -> [B, L, heads, d] -> [B, heads, L, d]
+  const vh = g.op("Transpose", [g.op("Reshape", [v, perHead])], { perm: [0, 2, 1, 3] });
+  // Scaling q before the product keeps float16 scores in range (torch's SDPA scales q·kᵀ).
+  const scaled = g.op("Mul", [qh, constant(net, [1 / Math.sqrt(d)], [])]);
+  const scores = toFloat32(net, g.op("MatMul", [scaled, kt])); // [B, heads, S, L]
+  const weights = toCompute(net, g.op("Softmax", [scores], { axis: -1 }));
+  const attended = g.op("MatMul", [weights, vh]); // [B, heads, S, d]
+  // [B, heads, S, d] -> [B, S, heads, d] -> [B, S, heads·d]
+  return g.op("Reshape", [
+    g.op("Transpose", [attended], { perm: [0, 2, 1, 3] }),
+    g.constInt([0, 0, heads * d]),
+  ]);
 }
 
 /**

@@ -32,6 +32,11 @@ export type WorkerRequest =
     readonly provider: Provider;
     readonly threads?: number;
     readonly optimization?: OnnxSessionOptions["optimization"];
+    /**
+     * Before answering `loaded`, check that the provider computes MultiHeadAttention right in
+     * these dtypes (`assertFusedAttention`); empty or absent: no check.
+     */
+    readonly checkAttention?: readonly ("float32" | "float16")[];
   }
   | {
     readonly type: "run";

@@ -140,12 +140,10 @@ export class InferenceClient implements AsyncDisposable {
       type: "module",
       name: `inference ${model.dir}`,
     });
-    const failed = (message: string, cause: unknown) =>
+    const failed = (message: string, hint: string, cause: unknown) =>
       new InferenceWorkerError(
         "failedToStart",
-        `Cannot start inference for "${model.dir}" on provider "${provider}" (no fallback to another provider): ${message}${
-          providerHint(provider)
-        }`,
+        `Cannot start inference for "${model.dir}" on provider "${provider}" (no fallback to another provider): ${message}${hint}`,
         { cause },
       );
     try {
@@ -153,12 +151,20 @@ export class InferenceClient implements AsyncDisposable {
         worker.onmessage = ({ data }: MessageEvent<WorkerResponse>) => {
           if (data.type === "loaded") resolve(data.loadMs);
           else if (data.type === "loadFailed") {
-            reject(failed(data.error.message, reviveError(data.error)));
+            // A wrong attention kernel is not a missing library: no install hint for that one.
+            const hint = data.error.name === "AttentionFormError" ? "" : providerHint(provider);
+            reject(failed(data.error.message, hint, reviveError(data.error)));
           }
         };
         worker.onerror = (event) => {
           event.preventDefault();
-          reject(failed(`the worker died while loading: ${event.message}`, event.error ?? event));
+          reject(
+            failed(
+              `the worker died while loading: ${event.message}`,
+              providerHint(provider),
+              event.error ?? event,
+            ),
+          );
         };
         const load: WorkerRequest = {
           type: "load",
@@ -166,6 +172,7 @@ export class InferenceClient implements AsyncDisposable {
           provider,
           threads: options.threads,
           optimization: options.optimization,
+          checkAttention: attentionChecks(model, provider),
         };
         worker.postMessage(load);
       });
@@ -380,6 +387,19 @@ function reviveError(error: SerializedError): Error {
 }
 
 /** What a provider needs, appended to start failures of GPU providers. */
+/**
+ * The dtypes in which to probe the provider's MultiHeadAttention before serving `model`: none on
+ * the CPU (its kernel is what the golden tests check) or for decomposed attention (plain MatMul and
+ * Softmax); otherwise each dtype the model's graphs compute in.
+ */
+function attentionChecks(model: ModelDirectory, provider: Provider): ("float32" | "float16")[] {
+  if (provider === "cpu" || model.manifest.attention !== "fused") return [];
+  const dtypes = new Set(
+    Object.values(model.graphs).map((g) => g.manifest.dtype === "fp16" ? "float16" : "float32"),
+  );
+  return [...dtypes].sort().reverse() as ("float32" | "float16")[];
+}
+
 function providerHint(provider: Provider): string {
   switch (provider) {
     case "cpu":

@@ -6,8 +6,9 @@
  * Started by `InferenceClient.start` and imported by no module (the messages are declared in
  * `_worker_protocol.ts`, which the client shares). Protocol:
  *
- * 1. client → `load` (absolute graph paths, provider, threads); worker → `loaded` (per-graph load
- *    times) or `loadFailed`.
+ * 1. client → `load` (absolute graph paths, provider, threads, attention dtypes to check); worker
+ *    → `loaded` (per-graph load times) or `loadFailed` (a session that cannot be created, or an
+ *    `AttentionFormError` when the provider computes the model's fused attention wrongly).
  * 2. client → `run` (request id, graph, feeds with their buffers transferred); worker → `result`
  *    (outputs, buffers transferred) or `runFailed` with the same id. A failed run leaves the
  *    worker serving.
@@ -23,6 +24,7 @@ import {
   type WorkerRequest,
   type WorkerResponse,
 } from "./_worker_protocol.ts";
+import { assertFusedAttention } from "./attention_check.ts";
 import { OnnxSession } from "./onnx_session.ts";
 
 // The worker side. `self` is the DedicatedWorkerGlobalScope; typed loosely so this file also
@@ -89,6 +91,7 @@ async function load(
     sessions.set(graph.name, session);
     loadMs[graph.name] = performance.now() - started;
   }
+  await assertFusedAttention(request.provider, request.checkAttention ?? []);
   return loadMs;
 }
 

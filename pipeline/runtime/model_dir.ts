@@ -15,6 +15,7 @@
  */
 
 import { sha256File } from "../convert/file_hash.ts";
+import { ATTENTION_FORMS } from "../networks/layers.ts";
 import {
   GRAPH_FILES,
   type GraphManifest,
@@ -163,6 +164,16 @@ async function readManifest(path: string, fail: Fail): Promise<ModelManifest> {
         `${MANIFEST_FILE} lists unknown graph "${name}" (known: ${Object.keys(GRAPH_FILES)})`,
       );
     }
+  }
+  // Converters before the field existed wrote fused attention only.
+  record.attention ??= "fused";
+  if (!ATTENTION_FORMS.includes(record.attention as never)) {
+    fail(
+      MANIFEST_FILE,
+      `${MANIFEST_FILE} has attention ${JSON.stringify(record.attention)}, expected one of ${
+        ATTENTION_FORMS.join(", ")
+      }`,
+    );
   }
   return record as unknown as ModelManifest;
 }
