@@ -19,7 +19,15 @@ export interface OnnxSessionOptions {
   optimization?: "disabled" | "basic" | "extended" | "all";
   /** Intra-op threads (default: ORT's choice). */
   threads?: number;
+  /**
+   * ORT's log level for this session (default: ORT's, "warning"). "verbose" prints, among much
+   * else, which execution provider each node was placed on (see `tests/bench/node_placement.ts`).
+   * ORT writes its log to the process's stderr.
+   */
+  logLevel?: "verbose" | "info" | "warning" | "error" | "fatal";
 }
+
+const LOG_SEVERITY = { verbose: 0, info: 1, warning: 2, error: 3, fatal: 4 } as const;
 
 /** A loaded ONNX model. */
 export class OnnxSession {
@@ -43,6 +51,7 @@ export class OnnxSession {
         executionProviders: [provider],
         graphOptimizationLevel: options.optimization ?? "all",
         ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+        ...(options.logLevel ? { logSeverityLevel: LOG_SEVERITY[options.logLevel] } : {}),
       });
       return new OnnxSession(path, session);
     } catch (cause) {

@@ -100,6 +100,27 @@ Deno.test("readModelDirectory() refuses a wrong format tag and quotes it", async
   );
 });
 
+Deno.test("readModelDirectory() reads a model.json without attention as fused attention", async () => {
+  await using copy = await copyTinyModel();
+  const path = `${copy.dir}/${MANIFEST_FILE}`;
+  const { attention: _, ...older } = JSON.parse(await Deno.readTextFile(path));
+  await Deno.writeTextFile(path, JSON.stringify(older));
+  assert.equal((await readModelDirectory(copy.dir)).manifest.attention, "fused");
+});
+
+Deno.test("readModelDirectory() refuses an unknown attention form and lists the known ones", async () => {
+  await using copy = await copyTinyModel();
+  const path = `${copy.dir}/${MANIFEST_FILE}`;
+  const manifest = JSON.parse(await Deno.readTextFile(path));
+  await Deno.writeTextFile(path, JSON.stringify({ ...manifest, attention: "flash" }));
+  await assertRejectsFor(
+    readModelDirectory(copy.dir),
+    copy.dir,
+    MANIFEST_FILE,
+    /attention "flash", expected one of fused, decomposed/,
+  );
+});
+
 Deno.test("readModelDirectory() refuses model.json that is not JSON", async () => {
   await using copy = await copyTinyModel();
   await Deno.writeTextFile(`${copy.dir}/${MANIFEST_FILE}`, "{ not json");
