@@ -5,6 +5,7 @@
  *   one CPU evaluation of the full-size UNet.
  * - `generate`: the pipeline's own cost next to the networks' on the tiny demo model.
  * - `cold-start`: the service's start, model load and first request on the tiny demo model.
+ * - `graph-cpu-time`: CPU time of one UNet or VAE decoder call in two model directories.
  * - `placement`: which provider ORT puts each node of each graph on (`--provider webgpu|cuda`),
  *   failing when a compute-heavy node falls back to the CPU.
  * - `scaleout`: N jobs with 1 and 2 Redis worker processes (throughput, ratio), and the latency a
@@ -16,6 +17,7 @@
 import { coldStart } from "./cold_start.ts";
 import { convertFull } from "./convert_full.ts";
 import { generateOverhead } from "./generate_overhead.ts";
+import { graphCpuTime } from "./graph_cpu_time.ts";
 import { placement } from "./placement.ts";
 import { scaleout } from "./scaleout.ts";
 
@@ -23,6 +25,7 @@ const BENCHES: Record<string, (args: string[]) => Promise<void>> = {
   "convert-full": convertFull,
   generate: generateOverhead,
   "cold-start": coldStart,
+  "graph-cpu-time": graphCpuTime,
   placement,
   scaleout,
 };

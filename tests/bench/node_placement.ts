@@ -84,6 +84,8 @@ export function parsePlacementLog(log: string): NodePlacement {
     current = undefined;
   };
   for (const line of log.split("\n")) {
+    // ORT colours its log lines with ANSI escapes (ESC [ … m).
+    // deno-lint-ignore no-control-regex
     const text = line.replace(/\x1b\[[0-9;]*m/g, "");
     const all = text.match(/All nodes placed on \[(\w+)\]\. Number of nodes: (\d+)/);
     if (all) {

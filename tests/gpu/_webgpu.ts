@@ -32,6 +32,7 @@ if (WEBGPU_SKIP_REASON) {
     const dir = await Deno.makeTempDir({ prefix: "xdg_runtime_" });
     await Deno.chmod(dir, 0o700);
     Deno.env.set("XDG_RUNTIME_DIR", dir);
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
   }
 }
 
