@@ -8,7 +8,10 @@
  * node has 32 or more queries and 5 or more keys (see `docs/upstream/` and the module doc of
  * `pipeline/networks/layers.ts`). The probe has those shapes, so it fails exactly where the fused
  * form cannot be trusted; `InferenceClient` runs it before serving a model whose attention form is
- * `fused` on a GPU provider and refuses the model when it fails.
+ * `fused` on a GPU provider (cuda or webgpu, in each precision the model's graphs use) and refuses
+ * the model when it fails. It proves the kernel ORT picks at the probe's shapes; on CUDA that is
+ * not necessarily the flash kernel SVD-XT's 9,216-token attention gets (see the CUDA coverage
+ * check of issue 15, point 3, for that).
  *
  * @example
  * ```ts
