@@ -72,8 +72,15 @@ export async function main(args: string[]): Promise<void> {
 
   let options: RenderOptions = { target, ...(values.image ? { image: values.image } : {}) };
   for (const setting of values.set) options = applySetting(options, setting);
-  const manifests = render(options);
+  let manifests = render(options);
   for (const { object } of manifests) validateManifest(object);
+  // k8s-scaleout writes its namespace into every object (KEDA's Redis address names it).
+  const namespaced = target === "k8s-scaleout" && options.namespace === undefined;
+  if (namespaced && dryRun) {
+    console.error(
+      "namespace: default (--set namespace=NS for another; kubectl apply -n NS refuses these)",
+    );
+  }
 
   const region = values.region ?? (Deno.env.get("CLOUDSDK_RUN_REGION") || undefined);
   const commands = (dir: string) =>
@@ -97,11 +104,13 @@ export async function main(args: string[]): Promise<void> {
         ]
     );
 
-  if (values.out !== undefined) {
+  const writeOut = async () => {
+    if (values.out === undefined) return;
     await writeManifests(values.out, manifests);
     for (const { file } of manifests) console.error(`wrote ${values.out}/${file}`);
-  }
+  };
   if (dryRun) {
+    await writeOut();
     if (values.out === undefined) console.log(toYaml(manifests));
     for (const command of commands(values.out ?? "DIR")) {
       console.error(`dry run, would run: ${formatCommand(command)}`);
@@ -123,6 +132,15 @@ export async function main(args: string[]): Promise<void> {
     );
   }
   await checkCredentials(tool, values.context);
+  if (namespaced) {
+    const namespace = await kubectlNamespace(values.context);
+    console.error(
+      `namespace: ${namespace} (kubectl's current one; --set namespace=NS for another)`,
+    );
+    manifests = render({ ...options, namespace });
+    for (const { object } of manifests) validateManifest(object);
+  }
+  await writeOut();
 
   const dir = values.out ?? await Deno.makeTempDir({ prefix: "svd-stream-deploy-" });
   try {
@@ -163,6 +181,20 @@ async function checkCredentials(tool: "gcloud" | "kubectl", context?: string): P
       );
     }
   }
+}
+
+/** The namespace of kubectl's current (or the given) context: where an apply without -n goes. */
+async function kubectlNamespace(context?: string): Promise<string> {
+  const { ok, output } = await probeCommand([
+    "kubectl",
+    "config",
+    "view",
+    "--minify",
+    "--output=jsonpath={..namespace}",
+    ...(context ? [`--context=${context}`] : []),
+  ]);
+  if (!ok) throw new Error(`kubectl cannot tell its namespace (${output.split("\n")[0]})`);
+  return output.trim() || "default";
 }
 
 /** One multi-document YAML stream. */

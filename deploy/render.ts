@@ -20,6 +20,7 @@
  * @module
  */
 
+import { GPUS, type GpuSpec } from "../pipeline/plan/gpus.ts";
 import { PROVIDER_SETTINGS, type ProviderSetting } from "../pipeline/runtime/provider.ts";
 import { CLOUD_RUN_MAX_TIMEOUT_SECONDS, CLOUD_RUN_SHUTDOWN_SECONDS } from "./targets/_container.ts";
 import { renderCloudRun } from "./targets/cloudrun.ts";
@@ -105,8 +106,15 @@ export interface RenderOptions {
   readonly provider?: ProviderSetting;
   /** Per instance (default 8 CPUs, 32Gi, 1 GPU). */
   readonly limits?: ResourceLimits;
-  /** Cloud Run accelerator (default `nvidia-l4`). */
+  /** Cloud Run accelerator (default `nvidia-l4`); elsewhere it only sets `GPU_MEMORY_GB`. */
   readonly gpuType?: string;
+  /**
+   * `GPU_MEMORY_GB`: the GPU memory (GiB) the memory plan chooses the default `decoding_t` for.
+   * Default: the memory of `gpuType` where the GPU type is known (Cloud Run, or a `gpuType`
+   * given for another target; see {@linkcode GPU_MEMORY_BY_TYPE}), else unset (the server asks
+   * `nvidia-smi`; an API process without a GPU then keeps the model's default).
+   */
+  readonly gpuMemoryGb?: number;
   /** `API_TOKEN` from this secret; `null` serves without a token. Default `svd-stream-api-token`. */
   readonly tokenSecret?: SecretRef | null;
   /** `HF_TOKEN` for `init:NAME` model locations (default `svd-stream-hf-token`, key `token`). */
@@ -193,6 +201,8 @@ export interface ResolvedRenderOptions {
   readonly provider: ProviderSetting;
   readonly limits: Required<ResourceLimits>;
   readonly gpuType: string;
+  /** Undefined: not set in the manifest. */
+  readonly gpuMemoryGb: number | undefined;
   readonly tokenSecret: SecretRef | null;
   readonly hfTokenSecret: SecretRef;
   readonly minInstances: number;
@@ -214,6 +224,22 @@ export type ModelLocation =
   | { readonly kind: "pvc"; readonly claim: string; readonly subPath: string }
   | { readonly kind: "init"; readonly weights: string }
   | { readonly kind: "baked" };
+
+/**
+ * GPU memory by accelerator name (Cloud Run's `run.googleapis.com/accelerator`, GKE's
+ * `cloud.google.com/gke-accelerator`), in GiB as `nvidia-smi` reports it (`pipeline/plan/gpus.ts`).
+ */
+export const GPU_MEMORY_BY_TYPE: Readonly<Record<string, number>> = Object.fromEntries(
+  ([
+    ["nvidia-l4", GPUS.l4],
+    ["nvidia-tesla-a100", GPUS["a100-40"]],
+    ["nvidia-a100-80gb", GPUS["a100-80"]],
+    ["nvidia-h100-80gb", GPUS.h100],
+    ["nvidia-h200-141gb", GPUS.h200],
+  ] as [string, GpuSpec][]).map((
+    [type, gpu],
+  ) => [type, Math.floor(gpu.memoryBytes / 2 ** 30 * 100) / 100]),
+);
 
 /** The render function of each target. Add a target here. */
 export const TARGETS = {
@@ -339,6 +365,14 @@ export function resolveRenderOptions(options: RenderOptions): ResolvedRenderOpti
     );
   }
   const defaultKey = cloudRun ? "latest" : "token";
+  const gpuType = options.gpuType ?? "nvidia-l4";
+  // Only where the GPU is known: a wrong value would shrink the plan of a bigger GPU.
+  const typeKnown = cloudRun || options.gpuType !== undefined;
+  const gpuMemoryGb = options.gpuMemoryGb ??
+    (limits.gpu > 0 && typeKnown ? GPU_MEMORY_BY_TYPE[gpuType] : undefined);
+  if (gpuMemoryGb !== undefined && !(gpuMemoryGb >= 1 && gpuMemoryGb <= 4096)) {
+    throw new RangeError(`gpuMemoryGb = ${gpuMemoryGb} is out of range: allowed 1..4096 (GiB)`);
+  }
   return {
     target,
     name,
@@ -360,7 +394,8 @@ export function resolveRenderOptions(options: RenderOptions): ResolvedRenderOpti
     maxPixels: integer("maxPixels", options.maxPixels ?? 4096 * 4096, 4096, 1e9),
     provider,
     limits,
-    gpuType: options.gpuType ?? "nvidia-l4",
+    gpuType,
+    gpuMemoryGb,
     tokenSecret: options.tokenSecret === null
       ? null
       : { name: "svd-stream-api-token", key: defaultKey, ...options.tokenSecret },
@@ -479,6 +514,7 @@ export const SETTABLE_OPTIONS = {
   "limits.cpu": "string",
   "limits.gpu": "integer",
   gpuType: "string",
+  gpuMemoryGb: "number",
   tokenSecret: "none",
   "tokenSecret.name": "string",
   "tokenSecret.key": "string",
@@ -535,6 +571,11 @@ export function applySetting(options: RenderOptions, setting: string): RenderOpt
     value = Number(raw);
     if (raw.trim() === "" || !Number.isInteger(value)) {
       throw new RangeError(`--set ${key}=${raw}: not an integer`);
+    }
+  } else if (kind === "number") {
+    value = Number(raw);
+    if (raw.trim() === "" || !Number.isFinite(value)) {
+      throw new RangeError(`--set ${key}=${raw}: not a number`);
     }
   } else if (kind === "none") {
     if (raw !== "none") throw new RangeError(`--set ${key}=${raw}: only "none" is allowed here`);

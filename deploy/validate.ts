@@ -74,6 +74,7 @@ export function validateManifest(object: KubeObject): void {
   const pod = podSpec(object);
   if (pod && isRedis(object)) problems.push(...checkRedisPod(pod));
   else if (pod) problems.push(...checkPod(object, pod));
+  if (pod && object.kind === "Deployment") problems.push(...checkRollout(object, pod));
   if (object.apiVersion === "keda.sh/v1alpha1" && object.kind === "ScaledObject") {
     problems.push(...checkScaledObject(object));
   }
@@ -162,6 +163,12 @@ function checkPod(object: KubeObject, pod: IPodSpec): string[] {
     if (variable.name === "API_TOKEN" && variable.valueFrom?.secretKeyRef === undefined) {
       problems.push(`${where}: API_TOKEN must come from a secret reference, never a literal`);
     }
+    if (variable.name === "API_TOKEN" && role === "worker") {
+      problems.push(
+        `${where}: ROLE=worker serves only the probes and /metrics: it needs no API_TOKEN ` +
+          "(nor access to its secret)",
+      );
+    }
     if (variable.name === "PORT" && (knative || cloudRun)) {
       problems.push(`${where}: PORT is set by the platform and must not be set`);
     }
@@ -191,6 +198,26 @@ function checkPod(object: KubeObject, pod: IPodSpec): string[] {
     }
   }
   return problems;
+}
+
+/**
+ * A Deployment whose pods hold a GPU must free one before it starts another: with the default
+ * surge, a rollout on a cluster with no spare GPU waits forever for the extra pod to schedule.
+ */
+function checkRollout(object: KubeObject, pod: IPodSpec): string[] {
+  const containers = Array.isArray(pod.containers) ? pod.containers : [];
+  if (!containers.some((c) => Number(c?.resources?.limits?.[GPU_RESOURCE] ?? 0) > 0)) return [];
+  const strategy = (object.spec as {
+    strategy?: { type?: unknown; rollingUpdate?: { maxSurge?: unknown } };
+  }).strategy;
+  if (strategy?.type === "Recreate") return [];
+  const surge = strategy?.rollingUpdate?.maxSurge ?? "25%"; // Kubernetes' default
+  if (surge === 0 || surge === "0" || surge === "0%") return [];
+  return [
+    `a GPU Deployment rolling out with maxSurge = ${surge} needs a spare GPU for the new pod and ` +
+    "waits for one forever where every GPU is taken: use maxSurge 0 with maxUnavailable 1 " +
+    "(or Recreate)",
+  ];
 }
 
 /** Whether a `REDIS_URL` value holds no literal password (none, or `$(VAR)` expansion). */
@@ -285,6 +312,17 @@ function checkScaledObject(object: KubeObject): string[] {
   }
   for (const trigger of redis) {
     const m = trigger.metadata ?? {};
+    // KEDA's operator resolves the address from its own namespace: a Service address must name
+    // the namespace the objects go to.
+    const serviceNamespace = /^[^.:]+\.([^.:]+)\.svc(\.cluster\.local)?(:\d+)?$/.exec(
+      String(m.address ?? ""),
+    )?.[1];
+    if (serviceNamespace !== undefined && serviceNamespace !== object.metadata.namespace) {
+      problems.push(
+        `trigger address ${m.address} is in namespace "${serviceNamespace}", the ScaledObject in ` +
+          `${object.metadata.namespace ? `"${object.metadata.namespace}"` : "no set namespace"}`,
+      );
+    }
     if (m.stream !== JOBS_STREAM) {
       problems.push(`trigger stream = ${m.stream}, the jobs stream is "${JOBS_STREAM}"`);
     }

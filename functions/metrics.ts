@@ -5,7 +5,7 @@
  * |---|---|---|
  * | `svd_queue_depth` | gauge | jobs waiting |
  * | `svd_jobs_running` | gauge | jobs being generated |
- * | `svd_jobs_total{outcome}` | counter | jobs ended, by `done`, `error`, `cancelled` |
+ * | `svd_jobs_total{outcome}` | counter | jobs ended, by `done`, `error`, `cancelled` (queued or running) |
  * | `svd_step_seconds` | histogram | one sampler step (one batched UNet call and the update) |
  * | `svd_generation_seconds` | histogram | a job from being taken to its terminal event |
  * | `svd_provider_info{provider,model}` | gauge | 1, labelled with the execution provider |
@@ -45,6 +45,14 @@ export class Metrics implements JobObserver {
   jobFinished(outcome: JobOutcome, seconds: number): void {
     this.#jobs.set(outcome, (this.#jobs.get(outcome) ?? 0) + 1);
     this.#generations.observe(seconds);
+  }
+
+  /**
+   * A job was cancelled before any worker took it (the queue's `onCancelledWhileQueued`): counted
+   * as `cancelled`, but it ran for no time, so `svd_generation_seconds` does not see it.
+   */
+  cancelledWhileQueued(): void {
+    this.#jobs.set("cancelled", (this.#jobs.get("cancelled") ?? 0) + 1);
   }
 
   /** Mean duration of the jobs ended so far, in seconds (undefined before the first). */

@@ -11,6 +11,12 @@
  * stream subscribes again after the last event it sent instead of ending early; only a store that
  * stays unavailable for `storeRetries` tries ends it with an error.
  *
+ * {@linkcode resumeSseResponse} answers a reconnection: `204 No Content` once the job has ended and
+ * nothing follows the client's `Last-Event-ID` (an id beyond the newest event included), which
+ * tells an `EventSource` to stop instead of reconnecting every `retry` ms (the SSE spec's way to end
+ * a stream for good). A running job's stream resumed beyond its newest event goes on from its end
+ * (the queue's `events` takes such an id as the end).
+ *
  * @example
  * ```ts
  * import { sseResponse } from "./sse.ts";
@@ -20,7 +26,13 @@
  * @module
  */
 
-import { type JobEvent, type JobQueue, StoreUnavailableError } from "./jobs/job_queue.ts";
+import {
+  isTerminal,
+  type JobEvent,
+  type JobQueue,
+  type JobRecord,
+  StoreUnavailableError,
+} from "./jobs/job_queue.ts";
 
 /** Options of {@linkcode sseResponse}. */
 export interface SseOptions {
@@ -135,4 +147,47 @@ export function sseResponse(queue: JobQueue, id: string, options: SseOptions): R
     status: options.status ?? 200,
     headers: { ...SSE_HEADERS, ...options.headers },
   });
+}
+
+/** How long {@linkcode resumeSseResponse} waits for a finished job's next stored event. */
+const PEEK_MS = 2000;
+
+/**
+ * The events of `record` after `options.afterId`, for a client that (re)connects: `204 No
+ * Content` when the job has ended and no event follows `afterId` (an `EventSource` that received
+ * the terminal event and reconnects, or any client asking after the end), so that the client
+ * stops; otherwise {@linkcode sseResponse}: missed events are replayed (from the first one when
+ * `afterId` is undefined), then live ones follow.
+ */
+export async function resumeSseResponse(
+  queue: JobQueue,
+  record: JobRecord,
+  options: SseOptions,
+): Promise<Response> {
+  if (isTerminal(record.status) && !await hasEventsAfter(queue, record.id, options.afterId)) {
+    return new Response(null, { status: 204, headers: { "Cache-Control": "no-store" } });
+  }
+  return sseResponse(queue, record.id, options);
+}
+
+/**
+ * Whether an event follows `afterId` in a finished job's stream. Its events are all stored, so the
+ * answer comes at once; should it not (a terminal event still being published), assume one does.
+ */
+async function hasEventsAfter(
+  queue: JobQueue,
+  id: string,
+  afterId: string | undefined,
+): Promise<boolean> {
+  const peek = new AbortController();
+  const timer = setTimeout(() => peek.abort(), PEEK_MS);
+  const events = queue.events(id, afterId, peek.signal)[Symbol.asyncIterator]();
+  try {
+    const next = await events.next();
+    return !next.done || peek.signal.aborted;
+  } finally {
+    clearTimeout(timer);
+    peek.abort();
+    await events.return?.();
+  }
 }

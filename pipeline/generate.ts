@@ -1,7 +1,7 @@
 /**
  * SVD image-to-video, end to end, as sgm's `simple_video_sample.py` does it: conditioning, the EDM
  * sampler with per-frame classifier-free guidance, chunked temporal decoding. The networks run
- * behind a {@linkcode NetworkRunner} (an inference Worker in production), so this function only
+ * behind a {@linkcode NetworkRunner} (an inference process in production), so this function only
  * orchestrates; every step reads like the reference.
  *
  * diffusers: `StableVideoDiffusionPipeline.__call__`.
@@ -9,10 +9,18 @@
  * @module
  */
 
-import type { SamplingParams } from "./config/mod.ts";
-import { cfgUnetFeeds, type VideoConditioning } from "./conditioning/cfg_batch.ts";
+import type { SamplingParams, SvdConfig } from "./config/mod.ts";
+import {
+  cfgUnetFeeds,
+  splitCfgFeeds,
+  type UnetBatch,
+  type UnetFeeds,
+  type VideoConditioning,
+} from "./conditioning/cfg_batch.ts";
+
+export type { UnetBatch } from "./conditioning/cfg_batch.ts";
 import { microConditioningVector } from "./conditioning/micro_conditioning.ts";
-import type { GraphName } from "./convert/model_manifest.ts";
+import type { GraphName } from "./model_json/mod.ts";
 import { chunkFrames, toUint8Frames } from "./decode/frames.ts";
 import { GenerationCancelledError } from "./errors.ts";
 import { clipPreprocess } from "./image/clip_preprocess.ts";
@@ -29,7 +37,7 @@ import {
 } from "./sampling/mod.ts";
 import { formatDims, type Tensor, tensor } from "./tensor.ts";
 
-/** Runs one of the four graphs (the inference Worker's client implements it). */
+/** Runs one of the four graphs (the inference process's client implements it). */
 export interface NetworkRunner {
   run(graph: GraphName, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
 }
@@ -42,13 +50,33 @@ export interface ExplicitNoise {
   readonly condAugNoise: Tensor;
 }
 
-/** The model constants a generation needs (from the resolved config). */
+/** The model constants a generation needs (from the resolved config: {@linkcode modelConstants}). */
 export interface ModelConstants {
   /** Latent scale factor, 0.18215. */
   readonly scaleFactor: number;
   readonly sigmaMin: number;
   readonly sigmaMax: number;
   readonly rho: number;
+  /**
+   * Width of each micro-conditioning embedding: the `outdim` of sgm's `ConcatTimestepEmbedderND`
+   * embedders, 256 in SVD. The UNet's `y` is 3 × this wide (`adm_in_channels`).
+   */
+  readonly microConditioningOutdim: number;
+}
+
+/** The {@linkcode ModelConstants} of a resolved config. */
+export function modelConstants(
+  config: Pick<SvdConfig, "scaleFactor" | "unet" | "sampling">,
+): ModelConstants {
+  const { sigmaMin, sigmaMax, rho } = config.sampling;
+  return {
+    scaleFactor: config.scaleFactor,
+    sigmaMin,
+    sigmaMax,
+    rho,
+    // The vector is [emb(fps_id) | emb(motion_bucket_id) | emb(cond_aug)], all equally wide.
+    microConditioningOutdim: config.unet.admInChannels / 3,
+  };
 }
 
 /** What {@linkcode generateVideo} reports while it runs. */
@@ -88,6 +116,13 @@ export interface GenerateOptions {
   readonly onEvent?: (event: GenerationEvent) => void;
   /** Checked between sampler steps and between decode chunks. */
   readonly signal?: AbortSignal;
+  /**
+   * How each step's CFG batch reaches the UNet: `cfg` (default) one call on `[uncond; cond]`
+   * (2T rows, as sgm and diffusers do), `split` two calls of one video each, in that order: the
+   * same result within float32 rounding, about half the UNet's activation memory, a little slower
+   * on a GPU that the batch of 2T fills better. See {@linkcode UnetBatch}.
+   */
+  readonly unetBatch?: UnetBatch;
 }
 
 /** Wall-clock split of a generation, in milliseconds. */
@@ -120,12 +155,14 @@ export interface Conditioning extends VideoConditioning {}
  *
  * @param image `[1, 3, H, W]` in [-1, 1]
  * @param condAugNoise `[1, 3, H, W]` standard normal
+ * @param outdim width of each micro-conditioning embedding (256 in SVD)
  */
 export async function condition(
   networks: NetworkRunner,
   image: Tensor,
   condAugNoise: Tensor,
   params: Pick<SamplingParams, "numFrames" | "fps" | "motionBucketId" | "condAug">,
+  outdim: number,
 ): Promise<Conditioning> {
   // CLIP sees the clean image, resized to 224 with kornia's antialiased bicubic.
   const { image_embeds } = await networks.run("image_encoder", {
@@ -142,6 +179,7 @@ export async function condition(
     // SVD was conditioned on fps - 1 (sgm's fps_id).
     { fpsId: params.fps - 1, motionBucketId: params.motionBucketId, condAug: params.condAug },
     params.numFrames,
+    outdim,
   );
   return { crossattn, concat: mean, vector };
 }
@@ -171,26 +209,38 @@ export async function generateVideo(options: GenerateOptions): Promise<Generated
 
   // 2. Conditioning (c); the unconditional branch zeroes crossattn and concat in the CFG batch.
   throwIfAborted(signal);
-  const c = await condition(networks, image, condAugNoise, params);
+  const c = await condition(networks, image, condAugNoise, params, model.microConditioningOutdim);
   const conditioned = performance.now();
 
-  // 3. EDM sampling with per-frame guidance, one batched [uncond; cond] UNet call per step.
+  // 3. EDM sampling with per-frame guidance, one batched [uncond; cond] UNet call per step (or
+  //    one per video with unetBatch "split": the same result, half the UNet's memory).
   const sigmas = edmSigmas(params.numSteps, model);
   const guidance = params.guider === "triangle"
     ? triangleFrameGuidance(frames, { minScale: params.minGuidance, maxScale: params.maxGuidance })
     : linearFrameGuidance(frames, { minScale: params.minGuidance, maxScale: params.maxGuidance });
-  const denoise = async (x: Tensor, sigma: number) => {
-    const feeds = cfgUnetFeeds(x, sigma, c);
-    const { out } = await networks.run("unet", {
+  const unet = async (feeds: UnetFeeds) =>
+    (await networks.run("unet", {
       x: feeds.x,
       timesteps: feeds.timesteps,
       context: feeds.context,
       y: feeds.y,
       image_only_indicator: feeds.imageOnlyIndicator,
-    });
+    })).out;
+  const denoise = async (x: Tensor, sigma: number) => {
+    const feeds = cfgUnetFeeds(x, sigma, c);
+    let out: Tensor;
+    if (options.unetBatch === "split") {
+      const [uncond, cond] = splitCfgFeeds(feeds);
+      const [outUncond, outCond] = [await unet(uncond), await unet(cond)];
+      out = tensor([2 * frames, ...outCond.dims.slice(1)]); // [T, 4, h, w] twice -> [2T, 4, h, w]
+      out.data.set(outUncond.data);
+      out.data.set(outCond.data, outUncond.data.length);
+    } else {
+      out = await unet(feeds);
+    }
     return applyGuidance(denoiserOutput(out, x, sigma), guidance);
   };
-  // Previews are encoded while the next UNet call runs in the worker, in step order.
+  // Previews are encoded while the next UNet call runs in the inference process, in step order.
   let previews: Promise<void> = Promise.resolve();
   const latent = await sampleEulerEdm(denoise, initialLatent(noise, sigmas[0]), sigmas, {
     signal,
@@ -255,7 +305,7 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   }
 }
 
-/** Resolves after pending I/O callbacks (so a queued worker request is sent first). */
+/** Resolves after pending I/O callbacks (so a queued inference request is sent first). */
 function nextTask(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
 }

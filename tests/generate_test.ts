@@ -6,9 +6,14 @@
 
 import assert from "node:assert/strict";
 import { loadConfig } from "../pipeline/config/mod.ts";
-import type { GraphName } from "../pipeline/convert/model_manifest.ts";
+import type { GraphName } from "../pipeline/model_json/mod.ts";
 import { GenerationCancelledError } from "../pipeline/errors.ts";
-import { generateVideo, type GenerationEvent, type NetworkRunner } from "../pipeline/generate.ts";
+import {
+  generateVideo,
+  type GenerationEvent,
+  modelConstants,
+  type NetworkRunner,
+} from "../pipeline/generate.ts";
 import { prepareImage } from "../pipeline/image/prepare_image.ts";
 import { InferenceClient } from "../pipeline/runtime/mod.ts";
 import type { Tensor } from "../pipeline/tensor.ts";
@@ -52,7 +57,7 @@ async function setup() {
     height: 64,
     seed: 23,
   };
-  const model = { scaleFactor: config.scaleFactor, ...config.sampling };
+  const model = modelConstants(config);
   return { config, image, params, model };
 }
 
@@ -175,4 +180,42 @@ Deno.test("generateVideo with the same seed gives the same video, and another se
   assert.deepEqual(a.latent.data, b.latent.data);
   assert.notDeepEqual(a.latent.data, other.latent.data);
   assert.equal(a.seed, 7);
+});
+
+Deno.test("generateVideo with unetBatch split (two UNet calls per step) matches the batched run within float32 noise, and sgm's fixture", async () => {
+  const { image, params, model } = await setup();
+  const s = await readFixture("sampling.safetensors", ["noise", "final_latent"]);
+  const c = await readFixture("conditioning.safetensors", ["input.cond_aug_noise"]);
+  await using client = await InferenceClient.start({ modelDir: await tinyModelDir() });
+  const run = async (unetBatch: "cfg" | "split") => {
+    const { runner, calls } = recording(client);
+    const video = await generateVideo({
+      image: image.tensor,
+      params,
+      model,
+      networks: runner,
+      previews: false,
+      noise: { noise: s.noise, condAugNoise: c["input.cond_aug_noise"] },
+      unetBatch,
+    });
+    return { video, unetCalls: calls.filter((call) => call.graph === "unet") };
+  };
+  const batched = await run("cfg");
+  const split = await run("split");
+  assert.deepEqual(batched.unetCalls.map((call) => call.feeds.x.dims[0]), [8, 8, 8]);
+  assert.deepEqual(split.unetCalls.map((call) => call.feeds.x.dims[0]), [4, 4, 4, 4, 4, 4]);
+  assert.deepEqual(split.unetCalls[0].feeds.image_only_indicator.dims, [1, 4]);
+  // Per step: the two halves are the batched call's output, row for row.
+  for (const [step, call] of batched.unetCalls.entries()) {
+    const out = call.out.out;
+    const half = out.data.length / 2;
+    const [uncond, cond] = [
+      split.unetCalls[2 * step].out.out,
+      split.unetCalls[2 * step + 1].out.out,
+    ];
+    assertClose({ dims: uncond.dims, data: out.data.slice(0, half) }, uncond, 1e-5, "uncond");
+    assertClose({ dims: cond.dims, data: out.data.slice(half) }, cond, 1e-5, "cond");
+  }
+  assertClose(split.video.latent, batched.video.latent, 1e-5, "final latent, split vs batched");
+  assertClose(split.video.latent, s.final_latent, 2e-3, "final_latent (split)");
 });

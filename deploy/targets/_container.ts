@@ -34,6 +34,23 @@ export const GPU_RESOURCE = "nvidia.com/gpu";
 const MODEL_VOLUME = "model";
 const PROBE_PERIOD_SECONDS = 10;
 
+/**
+ * How a Deployment of GPU pods rolls out an update: an old pod goes first (`maxSurge: 0`,
+ * `maxUnavailable: 1`), so that its GPU is free for the new one. The default (one extra pod first)
+ * waits forever for a spare GPU on a cluster with one GPU per node and none free. It costs
+ * capacity during a rollout — one pod at a time is down while its successor starts and loads the
+ * model; with one replica the service is down for that long (deploy/README.md). A CPU Deployment
+ * (no GPU) keeps surging: a new pod is ready before an old one goes.
+ */
+export function rolloutStrategy(options: ResolvedRenderOptions, { gpu }: { gpu: boolean }): {
+  type: "RollingUpdate";
+  rollingUpdate: { maxSurge: number; maxUnavailable: number };
+} {
+  return gpu && options.limits.gpu > 0
+    ? { type: "RollingUpdate", rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } }
+    : { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } };
+}
+
 /** `app.kubernetes.io/*` labels of every object and pod. */
 export function labels(options: ResolvedRenderOptions): Record<string, string> {
   return {
@@ -59,6 +76,9 @@ export function serverEnv(
     { name: "MAX_PIXELS", value: String(options.maxPixels) },
     { name: "ORT_PROVIDER", value: options.provider },
     { name: "DRAIN_SECONDS", value: String(options.drainSeconds) },
+    ...(options.gpuMemoryGb === undefined
+      ? []
+      : [{ name: "GPU_MEMORY_GB", value: String(options.gpuMemoryGb) }]),
   ];
   if (options.tokenSecret) {
     env.push({

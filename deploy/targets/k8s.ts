@@ -9,7 +9,14 @@ import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IPodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import type { IService } from "kubernetes-models/v1/Service";
 import type { KubeObject, ResolvedRenderOptions } from "../render.ts";
-import { CONTAINER_UID, GPU_RESOURCE, labels, modelVolume, serverContainer } from "./_container.ts";
+import {
+  CONTAINER_UID,
+  GPU_RESOURCE,
+  labels,
+  modelVolume,
+  rolloutStrategy,
+  serverContainer,
+} from "./_container.ts";
 
 /** Time between the end of draining and SIGKILL: the process exits, logs flush. */
 export const GRACE_MARGIN_SECONDS = 30;
@@ -39,8 +46,8 @@ export function renderK8s(options: ResolvedRenderOptions): KubeObject[] {
       // No autoscaler here: minInstances replicas, at least one.
       replicas: Math.max(1, options.minInstances),
       selector: { matchLabels: selector },
-      // A new pod must be ready before an old one goes: needs one spare GPU during a rollout.
-      strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      // An old pod frees its GPU before its successor starts (no spare GPU needed).
+      strategy: rolloutStrategy(options, { gpu: true }),
       template: {
         metadata: { labels: labels(options) },
         spec: {

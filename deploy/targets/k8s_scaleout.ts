@@ -6,12 +6,20 @@
  * | object                                   | what                                                       |
  * | ---------------------------------------- | ---------------------------------------------------------- |
  * | Deployment `<name>-worker`               | `ROLE=worker`, one GPU each; replicas owned by KEDA        |
- * | Deployment `<name>-api`                  | `ROLE=api`, CPU only, ≥ 2 replicas, ready when Redis is    |
+ * | Deployment `<name>-api`                  | `ROLE=api`, CPU only, ≥ 2 replicas, no model of its own    |
  * | Service `<name>-api`                     | ClusterIP :80 in front of the API                          |
  * | PodDisruptionBudget `<name>-api`         | node drains keep all but one API pod                       |
  * | StatefulSet + Service `<name>-redis`     | Redis 7 with a password and a volume (not with `redisUrl`) |
  * | TriggerAuthentication `<name>-redis`     | KEDA reads the Redis password from the same Secret         |
  * | ScaledObject `<name>-worker`             | `redis-streams` triggers on `svd:jobs` / group `workers`   |
+ *
+ * The API gets no `MODEL_DIR` and no model volume: it checks requests against the model a worker
+ * publishes to Redis when it starts (its model.json and its default `decoding_t`;
+ * functions/jobs/published_model.ts), and is ready once one has (and Redis answers). The key stays
+ * when the workers scale to zero. On a fresh install the worker Deployment starts with one replica
+ * (it has no `replicas` field), and the ScaledObject's `initialCooldownPeriod` keeps it up for
+ * {@linkcode INITIAL_COOLDOWN_SECONDS} before KEDA may scale it to zero, so that it starts and
+ * publishes.
  *
  * `REDIS_URL` is built by Kubernetes' dependent-variable expansion: `REDIS_PASSWORD` comes from the
  * Secret (`secretKeyRef`), then `REDIS_URL = redis://:$(REDIS_PASSWORD)@HOST:PORT/DB`. The password
@@ -39,6 +47,7 @@ import {
   modelVolume,
   quantityBytes,
   readinessProbe,
+  rolloutStrategy,
   securityContext,
   serverContainer,
   serverEnv,
@@ -53,6 +62,12 @@ export const CONSUMER_GROUP = "workers";
 
 /** The trigger type of KEDA's Redis Streams scaler (standalone or Sentinel Redis). */
 export const REDIS_STREAMS_TRIGGER = "redis-streams";
+
+/**
+ * How long KEDA leaves a new ScaledObject's workers up before it may scale them to zero: time for
+ * the first worker to pull its image, start and publish its model (KEDA ≥ 2.14).
+ */
+export const INITIAL_COOLDOWN_SECONDS = 900;
 
 /** The Redis port of the rendered StatefulSet. */
 const REDIS_PORT = 6379;
@@ -76,11 +91,17 @@ function selector(options: ResolvedRenderOptions, component: "api" | "worker" | 
 }
 
 function meta(options: ResolvedRenderOptions, name: string, component: "api" | "worker" | "redis") {
-  return {
-    name,
-    ...(options.namespace ? { namespace: options.namespace } : {}),
-    labels: componentLabels(options, component),
-  };
+  return { name, namespace: namespaceOf(options), labels: componentLabels(options, component) };
+}
+
+/**
+ * The namespace of every object: KEDA's operator dials Redis from its own namespace, so the
+ * address names the namespace, and objects and address must agree. `--set namespace`, else what
+ * `deno task deploy` found as kubectl's current namespace, else `default` — written into every
+ * object, so that `kubectl apply -n other` refuses them instead of KEDA dialling the wrong Redis.
+ */
+export function namespaceOf(options: ResolvedRenderOptions): string {
+  return options.namespace ?? "default";
 }
 
 /** Where Redis is: host, port, database, TLS; the StatefulSet's Service unless `redisUrl`. */
@@ -104,11 +125,9 @@ export function redisEndpoint(options: ResolvedRenderOptions): {
     };
   }
   const host = `${options.name}-redis`;
-  // Without --set namespace the pods use kubectl's current namespace; KEDA's address assumes
-  // `default` then (deploy/README.md).
   return {
     host,
-    kedaHost: `${host}.${options.namespace ?? "default"}.svc.cluster.local`,
+    kedaHost: `${host}.${namespaceOf(options)}.svc.cluster.local`,
     port: REDIS_PORT,
     database: 0,
     tls: false,
@@ -167,7 +186,12 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
   const worker: IContainer = {
     ...workerBase,
     name: "worker",
-    env: [{ name: "ROLE", value: "worker" }, ...redisEnv(options), ...workerBase.env!],
+    env: [
+      { name: "ROLE", value: "worker" },
+      ...redisEnv(options),
+      // A worker serves only the probes and /metrics, which need no token.
+      ...workerBase.env!.filter((e) => e.name !== "API_TOKEN"),
+    ],
   };
   const workerDeployment: IDeployment = {
     apiVersion: "apps/v1",
@@ -176,7 +200,8 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
     spec: {
       // No `replicas`: KEDA's HPA owns it, and an apply must not reset it.
       selector: { matchLabels: selector(options, "worker") },
-      strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      // An old worker frees its GPU before its successor starts; queued jobs wait in Redis.
+      strategy: rolloutStrategy(options, { gpu: true }),
       template: {
         metadata: { labels: componentLabels(options, "worker") },
         spec: {
@@ -195,7 +220,8 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
     },
   };
 
-  // --- API: ROLE=api, no model, no GPU; ready on /readyz once Redis answers.
+  // --- API: ROLE=api, no model, no GPU; ready on /readyz once Redis answers and a worker has
+  // published its model there.
   const apiResources = { cpu: so.apiLimits.cpu, memory: so.apiLimits.memory };
   const api: IContainer = {
     name: "api",
@@ -204,7 +230,8 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
     env: [
       { name: "ROLE", value: "api" },
       ...redisEnv(options),
-      // The API loads no model: no MODEL_DIR, no ORT_PROVIDER.
+      // The API loads no model (it takes the one the workers publish): no MODEL_DIR, no
+      // ORT_PROVIDER.
       ...serverEnv(options, { setPort: true }).filter((e) =>
         e.name !== "MODEL_DIR" && e.name !== "ORT_PROVIDER"
       ),
@@ -222,7 +249,7 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
     spec: {
       replicas: so.apiReplicas,
       selector: { matchLabels: selector(options, "api") },
-      strategy: { type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      strategy: rolloutStrategy(options, { gpu: false }),
       template: {
         metadata: { labels: componentLabels(options, "api") },
         spec: {
@@ -287,6 +314,8 @@ export function renderK8sScaleout(options: ResolvedRenderOptions): KubeObject[] 
       pollingInterval: 15,
       // Idle this long (no job queued or running) before the last worker goes.
       cooldownPeriod: 300,
+      // A fresh install's first worker publishes the model the API needs: let it start first.
+      initialCooldownPeriod: INITIAL_COOLDOWN_SECONDS,
       advanced: {
         horizontalPodAutoscalerConfig: {
           behavior: {

@@ -13,9 +13,25 @@
  * @module
  */
 
-import type { SamplingParams } from "../../pipeline/config/mod.ts";
-import type { SizePolicy } from "../../pipeline/image/size_policy.ts";
-import type { VideoFormat } from "../../pipeline/video/mod.ts";
+import type { ClipFormat, GenerationRequest } from "../../pipeline/request/mod.ts";
+import type { WebhookOutbox } from "../webhooks/webhook_outbox.ts";
+
+/**
+ * The exact form of every job id: a lowercase UUID v4, as {@linkcode newJobId} makes it. Ids
+ * from requests are checked against it before they reach a key name (Redis) or a lookup.
+ */
+export const JOB_ID_PATTERN =
+  /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** A new job id (a random UUID v4). */
+export function newJobId(): string {
+  return crypto.randomUUID();
+}
+
+/** True when `id` has the form of a job id ({@linkcode JOB_ID_PATTERN}). */
+export function isJobId(id: string): boolean {
+  return JOB_ID_PATTERN.test(id);
+}
 
 /** Lifecycle of a job. Terminal: `done`, `error`, `cancelled`. */
 export type JobStatus = "queued" | "running" | "done" | "error" | "cancelled";
@@ -25,20 +41,11 @@ export function isTerminal(status: JobStatus): boolean {
   return status === "done" || status === "error" || status === "cancelled";
 }
 
-/** A validated generation request (everything but the image bytes). */
-export interface JobRequest {
-  /** Model name (the loaded model directory's `model.json` name). */
-  readonly model: string;
-  /** Resolved sampling parameters, seed included. */
-  readonly params: SamplingParams;
-  readonly format: VideoFormat;
-  readonly size: SizePolicy;
-  readonly preview: "latent" | "none";
-  /** Keep generating when the client that started a streaming POST disconnects. */
-  readonly keepRunning: boolean;
-  /** Video quality for mp4/webm; undefined = the encoder's default. */
-  readonly crf?: number;
-}
+/**
+ * A validated generation request (everything but the image bytes): the request type of
+ * `pipeline/request/`, the same from the HTTP edge to the worker.
+ */
+export type JobRequest = GenerationRequest;
 
 /** Event names of a job's stream, in the order they can appear. */
 export type JobEventType =
@@ -51,7 +58,12 @@ export type JobEventType =
   | "error"
   | "cancelled";
 
-/** One event of a job's stream; `id` is monotonic within the job (the SSE id). */
+/**
+ * One event of a job's stream; `id` is monotonic within the job (the SSE id). A `queued` event
+ * that tells a new position is not stored (`events` makes it as the queue moves): it repeats the
+ * id of the event before it, so a stream resumed from it goes on after that event and is told
+ * the position again.
+ */
 export interface JobEvent {
   readonly id: string;
   readonly type: JobEventType;
@@ -62,6 +74,25 @@ export interface JobEvent {
 export function isTerminalEvent(type: JobEventType): boolean {
   return type === "done" || type === "error" || type === "cancelled";
 }
+
+/**
+ * Code of the `error` event that ends the stream of a job whose data vanished from the store
+ * before it ended (a shared store can lose keys: evicted, flushed, restarted without its data).
+ */
+export const JOB_LOST = "job_lost";
+
+/** The data of the `error` event {@linkcode JOB_LOST}. */
+export const JOB_LOST_ERROR: Readonly<{ code: string; message: string }> = {
+  code: JOB_LOST,
+  message: "This generation's data is gone from the job store (evicted, flushed, or the store " +
+    "restarted without its data); it will not finish. Submit it again.",
+};
+
+/**
+ * What the worker running a job polls ({@linkcode JobQueue.check}): go on (`run`), stop because
+ * cancellation was asked for (`cancel`), or stop because the job is gone from the store (`lost`).
+ */
+export type JobCheck = "run" | "cancel" | "lost";
 
 /** What the store knows of a job (the status JSON is built from it). */
 export interface JobRecord {
@@ -76,7 +107,7 @@ export interface JobRecord {
   readonly error?: { readonly code: string; readonly message: string };
   /** Set when status is `done`. */
   readonly video?: {
-    readonly format: VideoFormat;
+    readonly format: ClipFormat;
     readonly bytes: number;
     readonly contentType: string;
   };
@@ -91,6 +122,18 @@ export type JobPatch = Partial<
   Pick<JobRecord, "status" | "startedAt" | "finishedAt" | "error" | "video" | "worker">
 >;
 
+/** How a job ended, as {@linkcode JobQueue.finish} records it. */
+export interface JobEnding {
+  /** The terminal status; also the type of the terminal event. */
+  readonly status: Extract<JobStatus, "done" | "error" | "cancelled">;
+  /** The terminal event's data. */
+  readonly data: Readonly<Record<string, unknown>>;
+  /** Record fields set with the status (`finishedAt`, and `error` or `video`). */
+  readonly patch: JobPatch;
+  /** The clip of a `done` job. */
+  readonly video?: StoredVideo;
+}
+
 /** A job taken by a worker, with the uploaded image. */
 export interface ClaimedJob {
   readonly record: JobRecord;
@@ -101,7 +144,7 @@ export interface ClaimedJob {
 export interface StoredVideo {
   readonly bytes: Uint8Array;
   readonly contentType: string;
-  readonly format: VideoFormat;
+  readonly format: ClipFormat;
 }
 
 /** Queue-wide counts (cluster-wide for Redis). */
@@ -129,7 +172,10 @@ export class StoreUnavailableError extends Error {
   }
 }
 
-/** Job queue, event log, status records and results of the service. */
+/**
+ * Job queue, event log, status records and results of the service. Every method that takes a job
+ * id treats an id not of the form {@linkcode JOB_ID_PATTERN} as an unknown job.
+ */
 export interface JobQueue {
   /**
    * Adds a queued job with its image and publishes its `queued` event ({position}).
@@ -144,6 +190,19 @@ export interface JobQueue {
   take(worker: string, signal: AbortSignal): Promise<ClaimedJob | undefined>;
   /** Acknowledges a job the worker finished (after its terminal event is published). */
   complete(job: ClaimedJob): Promise<void>;
+  /**
+   * Records the end of a job the caller took, in one step: the clip (if any), the record's status
+   * and fields, the terminal event, and the acknowledgement (as `complete`).
+   *
+   * @returns `finished`; or `dropped` when the job is no longer the caller's to end (another
+   *   worker took it over for lost, it ended otherwise, or it is gone from the store): nothing was
+   *   written.
+   * @throws {StoreUnavailableError} when the store cannot be reached: all of it was written or
+   *   none of it, calling again is safe, and the job stays the caller's meanwhile (a Redis worker
+   *   keeps heartbeating for it).
+   * @throws {RangeError} for a clip the store refuses (too large): nothing was written.
+   */
+  finish(job: ClaimedJob, ending: JobEnding): Promise<"finished" | "dropped">;
   /** Hands an unfinished job back to the queue (worker shutdown), to be run again from the start. */
   release(job: ClaimedJob): Promise<void>;
   /** Updates the job's record. */
@@ -151,8 +210,17 @@ export interface JobQueue {
   /** Appends an event to the job's stream and returns it with its id. */
   publish(id: string, type: JobEventType, data: Record<string, unknown>): Promise<JobEvent>;
   /**
-   * The job's events after `afterId` (exclusive; from the start when undefined): first the stored
-   * ones, then live ones, ending after a terminal event or when `signal` aborts.
+   * The job's events after `afterId` (exclusive; from the start when undefined, or when it is not
+   * an event id of this queue): first the stored ones, then live ones, ending after a terminal
+   * event or when `signal` aborts. While the job waits in the queue, a `queued` {position} event
+   * follows each change of its position (a job ahead taken, cancelled or expired; a job handed
+   * back ahead of it), and one tells the current position when the stored ones end with an older
+   * one (or were skipped by `afterId`). An `afterId` beyond the newest event (stale or crafted) is
+   * taken as the end: a finished job's stream ends at once, a running job's goes on with the
+   * events that follow. A job that vanishes from the store before it ended ends its stream with
+   * an `error` event {@linkcode JOB_LOST_ERROR} (not stored: its id follows the last one); so does
+   * a stream resumed (`afterId` given) on a job the store no longer has. An unknown job without
+   * `afterId` has no events.
    */
   events(id: string, afterId: string | undefined, signal: AbortSignal): AsyncIterable<JobEvent>;
   /**
@@ -163,6 +231,21 @@ export interface JobQueue {
   requestCancel(id: string): Promise<JobRecord | undefined>;
   /** True once cancellation of the job was asked for. */
   cancelRequested(id: string): Promise<boolean>;
+  /**
+   * What the worker running job `id` polls between steps: `cancel` once cancellation was asked
+   * for, `lost` once the job is gone from the store, otherwise `run`.
+   */
+  check(id: string): Promise<JobCheck>;
+  /**
+   * Ends the jobs past their deadline (`timeout_seconds` after `createdAt`, at `now`) that no
+   * worker is running: queued ones, and in a shared store those whose worker is gone. Each ends
+   * with an `error` event {code: "deadline_exceeded"} (`deadlines.ts`); running jobs are ended
+   * by their worker.
+   * @returns the records of the jobs it ended, as they are now.
+   */
+  expire(now: number): Promise<JobRecord[]>;
+  /** The webhook deliveries of the jobs (`functions/webhooks/webhook_outbox.ts`). */
+  readonly webhooks: WebhookOutbox;
   /** Stores the finished clip (kept for the retention time). */
   putVideo(id: string, video: StoredVideo): Promise<void>;
   /** The finished clip, undefined when absent or expired. */

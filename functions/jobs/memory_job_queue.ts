@@ -6,6 +6,14 @@
  *
  * Event ids are the decimal sequence numbers `1`, `2`, … within a job.
  *
+ * Queue positions: each queued job knows its position, renumbered (those behind the change) when
+ * a job leaves the queue or is handed back to its front, and the job's waiting event streams are
+ * woken to send `queued` {position}: a change costs one pass over the jobs behind it, a waiting
+ * stream nothing until its own position changes. Deadlines: `expire` ends the queued jobs past
+ * theirs (called by the `DeadlineSweeper`). Webhooks: the events a job's request wants are handed
+ * to its {@linkcode MemoryWebhookOutbox} (spooled to a folder, if it has one) before they are
+ * stored.
+ *
  * @example
  * ```ts
  * import { MemoryJobQueue } from "./memory_job_queue.ts";
@@ -17,21 +25,29 @@
  * @module
  */
 
+import { MemoryWebhookOutbox } from "../webhooks/memory_webhook_outbox.ts";
+import { wantsWebhook } from "../webhooks/webhook_outbox.ts";
+import { DEADLINE_EXCEEDED, DeadlineExceededError, deadlineOf } from "./deadlines.ts";
 import {
   type ClaimedJob,
   isTerminal,
   isTerminalEvent,
+  JOB_LOST_ERROR,
+  type JobCheck,
+  type JobEnding,
   type JobEvent,
   type JobEventType,
   type JobPatch,
   type JobQueue,
   type JobRecord,
   type JobRequest,
+  newJobId,
   QueueFullError,
   type QueueStats,
   type StoredVideo,
   StoreUnavailableError,
 } from "./job_queue.ts";
+import type { WebhookEvent } from "../webhooks/webhook_outbox.ts";
 
 /** Options of {@linkcode MemoryJobQueue}. */
 export interface MemoryJobQueueOptions {
@@ -43,6 +59,13 @@ export interface MemoryJobQueueOptions {
   readonly retryAfterSeconds?: () => number;
   /** Clock, milliseconds since the epoch (tests). */
   readonly now?: () => number;
+  /** Where webhook deliveries go (default: an outbox in memory, kept `retentionMs`). */
+  readonly webhooks?: MemoryWebhookOutbox;
+  /**
+   * Called for every job this queue ends itself, before any worker took it: cancelled while
+   * queued (`requestCancel`, or `close` at shutdown). The worker loop reports the others.
+   */
+  readonly onCancelledWhileQueued?: (record: JobRecord) => void;
 }
 
 interface Entry {
@@ -54,6 +77,8 @@ interface Entry {
   expiry?: ReturnType<typeof setTimeout>;
   /** Wakes the job's event readers. */
   readonly listeners: Set<() => void>;
+  /** 1-based place among the queued jobs, while queued. */
+  position?: number;
 }
 
 /** In-process job queue and store; see the module doc. */
@@ -62,6 +87,7 @@ export class MemoryJobQueue implements JobQueue {
   readonly #retentionMs: number;
   readonly #retryAfter: () => number;
   readonly #now: () => number;
+  readonly #onCancelledWhileQueued?: (record: JobRecord) => void;
   readonly #jobs = new Map<string, Entry>();
   /** Ids of queued jobs, oldest first. */
   readonly #pending: string[] = [];
@@ -69,6 +95,7 @@ export class MemoryJobQueue implements JobQueue {
   readonly #claimed = new Set<string>();
   /** Workers waiting in `take`. */
   readonly #takers: (() => void)[] = [];
+  readonly #webhooks: MemoryWebhookOutbox;
   #closed = false;
 
   constructor(options: MemoryJobQueueOptions) {
@@ -82,6 +109,13 @@ export class MemoryJobQueue implements JobQueue {
     this.#retentionMs = options.retentionMs;
     this.#retryAfter = options.retryAfterSeconds ?? (() => 10);
     this.#now = options.now ?? Date.now;
+    this.#onCancelledWhileQueued = options.onCancelledWhileQueued;
+    this.#webhooks = options.webhooks ??
+      new MemoryWebhookOutbox({ retentionMs: options.retentionMs, now: options.now });
+  }
+
+  get webhooks(): MemoryWebhookOutbox {
+    return this.#webhooks;
   }
 
   // deno-lint-ignore require-await
@@ -93,7 +127,7 @@ export class MemoryJobQueue implements JobQueue {
         this.#retryAfter(),
       );
     }
-    const id = crypto.randomUUID();
+    const id = newJobId();
     const record: JobRecord = {
       id,
       status: "queued",
@@ -109,6 +143,7 @@ export class MemoryJobQueue implements JobQueue {
       listeners: new Set(),
     });
     this.#pending.push(id);
+    this.#renumber(this.#pending.length - 1);
     this.#append(id, "queued", { position: this.#pending.length });
     this.#takers.shift()?.();
     return record;
@@ -124,9 +159,11 @@ export class MemoryJobQueue implements JobQueue {
   }
 
   async take(worker: string, signal: AbortSignal): Promise<ClaimedJob | undefined> {
+    if (worker === "") throw new TypeError("A worker name must not be empty");
     while (!signal.aborted && !this.#closed) {
       const id = this.#pending.shift();
       if (id !== undefined) {
+        this.#renumber(0, id);
         const entry = this.#jobs.get(id)!;
         entry.record = { ...entry.record, worker, attempts: entry.record.attempts + 1 };
         this.#claimed.add(id);
@@ -154,13 +191,31 @@ export class MemoryJobQueue implements JobQueue {
     return Promise.resolve();
   }
 
+  finish(job: ClaimedJob, ending: JobEnding): Promise<"finished" | "dropped"> {
+    const id = job.record.id;
+    const mine = this.#claimed.delete(id);
+    const entry = this.#jobs.get(id);
+    if (!entry || !mine || isTerminal(entry.record.status)) return Promise.resolve("dropped");
+    entry.record = patched(entry.record, { ...ending.patch, status: ending.status });
+    if (ending.video) entry.video = ending.video;
+    entry.image = undefined;
+    this.#append(id, ending.status, { ...ending.data });
+    this.#scheduleExpiry(id, entry);
+    return Promise.resolve("finished");
+  }
+
   release(job: ClaimedJob): Promise<void> {
     const id = job.record.id;
     this.#claimed.delete(id);
     const entry = this.#jobs.get(id);
     if (!entry || isTerminal(entry.record.status) || this.#closed) return Promise.resolve();
-    entry.record = { ...entry.record, status: "queued", startedAt: undefined, worker: undefined };
+    entry.record = patched(entry.record, {
+      status: "queued",
+      startedAt: undefined,
+      worker: undefined,
+    });
     this.#pending.unshift(id);
+    this.#renumber(0);
     this.#append(id, "queued", { position: 1 });
     this.#takers.shift()?.();
     return Promise.resolve();
@@ -170,7 +225,7 @@ export class MemoryJobQueue implements JobQueue {
     const entry = this.#jobs.get(id);
     if (!entry) return Promise.resolve();
     const wasTerminal = isTerminal(entry.record.status);
-    entry.record = { ...entry.record, ...patch };
+    entry.record = patched(entry.record, patch);
     if (!wasTerminal && isTerminal(entry.record.status)) this.#scheduleExpiry(id, entry);
     return Promise.resolve();
   }
@@ -188,15 +243,34 @@ export class MemoryJobQueue implements JobQueue {
     signal: AbortSignal,
   ): AsyncGenerator<JobEvent> {
     const entry = this.#jobs.get(id);
-    if (!entry) return;
     const after = Number(afterId);
-    // Ids are 1-based sequence numbers: the event with id n is at index n - 1.
-    let next = afterId !== undefined && Number.isInteger(after) && after > 0 ? after : 0;
+    if (!entry) {
+      // A resumed stream whose job is gone (expired); an unknown job has no events.
+      if (afterId !== undefined) {
+        const next = Number.isInteger(after) && after > 0 ? after + 1 : 1;
+        yield { id: String(next), type: "error", data: JOB_LOST_ERROR };
+      }
+      return;
+    }
+    // Ids are 1-based sequence numbers: the event with id n is at index n - 1. An id beyond the
+    // newest event (stale or crafted) resumes from the end: the events that follow are sent.
+    let next = afterId !== undefined && Number.isInteger(after) && after > 0
+      ? Math.min(after, entry.events.length)
+      : 0;
+    /** The position this stream told last (undefined: none yet, or not queued since). */
+    let told: number | undefined;
     while (!signal.aborted) {
       while (next < entry.events.length) {
         const event = entry.events[next++];
         yield event;
         if (isTerminalEvent(event.type)) return;
+        told = event.type === "queued" ? event.data.position as number : undefined;
+      }
+      // Waiting in the queue: a new position is told as it comes (not stored: see JobEvent).
+      if (entry.position !== undefined && entry.position !== told && next > 0) {
+        told = entry.position;
+        yield { id: entry.events[next - 1].id, type: "queued", data: { position: told } };
+        continue;
       }
       const last = entry.events.at(-1);
       if ((last && isTerminalEvent(last.type)) || this.#closed || !this.#jobs.has(id)) return;
@@ -221,13 +295,41 @@ export class MemoryJobQueue implements JobQueue {
     if (index >= 0) {
       // Queued: nobody runs it, so it is cancelled here and now.
       this.#pending.splice(index, 1);
+      this.#renumber(index, id);
       this.#finish(id, entry);
+      this.#onCancelledWhileQueued?.(entry.record);
     }
     return Promise.resolve(entry.record);
   }
 
   cancelRequested(id: string): Promise<boolean> {
     return Promise.resolve(this.#jobs.get(id)?.cancelRequested ?? false);
+  }
+
+  check(id: string): Promise<JobCheck> {
+    const entry = this.#jobs.get(id);
+    return Promise.resolve(!entry ? "lost" : entry.cancelRequested ? "cancel" : "run");
+  }
+
+  expire(now: number): Promise<JobRecord[]> {
+    const ended: JobRecord[] = [];
+    for (let index = 0; index < this.#pending.length; index++) {
+      const id = this.#pending[index];
+      const entry = this.#jobs.get(id)!;
+      const deadline = deadlineOf(entry.record);
+      if (deadline === undefined || deadline > now) continue;
+      this.#pending.splice(index, 1);
+      this.#renumber(index, id);
+      index--;
+      const failure = new DeadlineExceededError(entry.record.request.timeoutSeconds!, "queued");
+      const error = { code: DEADLINE_EXCEEDED, message: failure.message };
+      entry.record = { ...entry.record, status: "error", finishedAt: this.#now(), error };
+      entry.image = undefined;
+      this.#append(id, "error", { ...error });
+      this.#scheduleExpiry(id, entry);
+      ended.push(entry.record);
+    }
+    return Promise.resolve(ended);
   }
 
   putVideo(id: string, video: StoredVideo): Promise<void> {
@@ -254,11 +356,16 @@ export class MemoryJobQueue implements JobQueue {
    */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
+    const queued = new Set(this.#pending);
     for (const [id, entry] of this.#jobs) {
-      if (!isTerminal(entry.record.status)) this.#finish(id, entry);
+      if (isTerminal(entry.record.status)) continue;
+      this.#finish(id, entry);
+      // A running job's end is the worker loop's to report.
+      if (queued.has(id)) this.#onCancelledWhileQueued?.(entry.record);
     }
     this.#closed = true;
     this.#pending.length = 0;
+    this.#webhooks.close();
     for (const wake of this.#takers.splice(0)) wake();
     for (const entry of this.#jobs.values()) {
       clearTimeout(entry.expiry);
@@ -272,6 +379,23 @@ export class MemoryJobQueue implements JobQueue {
     return this.#jobs.size;
   }
 
+  /**
+   * Numbers the queued jobs from `from` on (after a change there) and wakes the streams of those
+   * whose position changed; `left` is a job that just left the queue.
+   */
+  #renumber(from: number, left?: string): void {
+    if (left !== undefined) {
+      const entry = this.#jobs.get(left);
+      if (entry) entry.position = undefined;
+    }
+    for (let index = from; index < this.#pending.length; index++) {
+      const entry = this.#jobs.get(this.#pending[index])!;
+      if (entry.position === index + 1) continue;
+      entry.position = index + 1;
+      for (const wake of [...entry.listeners]) wake();
+    }
+  }
+
   #finish(id: string, entry: Entry): void {
     entry.record = { ...entry.record, status: "cancelled", finishedAt: this.#now() };
     entry.image = undefined;
@@ -282,6 +406,10 @@ export class MemoryJobQueue implements JobQueue {
   #append(id: string, type: JobEventType, data: Record<string, unknown>): JobEvent {
     const entry = this.#jobs.get(id)!;
     const event: JobEvent = { id: String(entry.events.length + 1), type, data };
+    // The delivery exists (spooled) before anyone sees the event it is for.
+    if (wantsWebhook(entry.record, type)) {
+      this.#webhooks.enqueue(entry.record, type as WebhookEvent, event.id);
+    }
     entry.events.push(event);
     for (const wake of [...entry.listeners]) wake();
     return event;
@@ -296,4 +424,11 @@ export class MemoryJobQueue implements JobQueue {
     // Retention alone must not keep the process (or a test) alive.
     Deno.unrefTimer(entry.expiry);
   }
+}
+
+/** `record` with `patch` applied; a field given as undefined is removed, as Redis removes it. */
+function patched(record: JobRecord, patch: JobPatch): JobRecord {
+  const out: Record<string, unknown> = { ...record, ...patch };
+  for (const [key, value] of Object.entries(out)) if (value === undefined) delete out[key];
+  return out as unknown as JobRecord;
 }

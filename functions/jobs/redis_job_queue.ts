@@ -1,7 +1,9 @@
 /**
  * The Redis Streams {@linkcode JobQueue}: one queue shared by every API instance and GPU worker
- * that points at the same Redis (`REDIS_URL`). Keys are listed in `redis_layout.ts`; every
- * multi-key change is one Lua script, so instances never see half a job.
+ * that points at the same Redis (`REDIS_URL`). Every multi-key change is one Lua script, so
+ * instances never see half a job. This file is the queue; beside it are the key names
+ * (`redis_layout.ts`), the Lua scripts (`redis_scripts.ts`), how records, events and clips are
+ * stored (`redis_codec.ts`) and the connections with their timeouts (`redis_connection.ts`).
  *
  * - **submit** checks `queued + running < capacity` (the jobs stream's length) and XADDs the job,
  *   its record, its image and its `queued` {position} event in one script: the capacity holds
@@ -10,7 +12,22 @@
  *   delivered one sits in the group's PEL and is *running* until `complete` or `release` XACKs and
  *   XDELs it. `stats()` = {queued: XLEN − PEL size, running: PEL size}; a job whose worker died
  *   counts as running until another worker reclaims it. `position(id)` = 1-based rank of the
- *   job's entry among the queued ones (stream order), undefined once delivered.
+ *   job in the `queued` sorted set (joined at submit and release, left when taken, cancelled or
+ *   expired), undefined once taken.
+ * - **Live positions.** Each job leaving the queue adds `{left: its queue number}` to one
+ *   queue-wide stream (`<p>:queue:moves`). An `events()` stream of a queued job asks once for its
+ *   place (`queuePlace`: position, queue number, the moves stream's newest id), then follows the
+ *   moves stream through the instance's shared reader — one XREAD for every stream the instance
+ *   serves — and counts the jobs ahead of it that left, sending `queued` {position} at each
+ *   change. A change costs one XADD, whatever the queue's length, and no command per waiting
+ *   client (one that fell behind asks for its place again). Publishing each position into every
+ *   waiting job's stream would cost O(queue length) writes per change, O(n²) stored events for a
+ *   queue of n.
+ * - **Deadlines.** A job with a deadline is in `<p>:deadlines` until it ends; `expire` (every
+ *   instance's `DeadlineSweeper`) ends in one script the queued ones past it, and the running ones
+ *   whose worker stopped heartbeating.
+ * - **Webhooks.** `add_event` makes the delivery of an event the job's request wants in the same
+ *   script (`functions/webhooks/redis_webhook_outbox.ts`).
  * - **take** = XREADGROUP BLOCK on its own connection (aborting the signal closes that connection,
  *   so `take` returns at once). Consumers are named `<worker>@<instance>` and heartbeat a key with
  *   a short TTL while they are in `take` or hold a job; before reading new entries, `take`
@@ -18,12 +35,22 @@
  *   job that had started publishes `queued` {position: 1, reason: "worker_lost"} and runs again
  *   from the start; once `maxAttempts` runs lost their worker it ends with `error`
  *   {code: "worker_lost"} instead.
+ * - **finish** records a job's end in one script — the clip, the record, the terminal event, the
+ *   XACK + XDEL — fenced by the pending entry: only the consumer that holds it writes, so a
+ *   worker taken for lost (and its job reclaimed) can never overwrite the new run. While Redis is
+ *   unreachable it throws and the job stays held and heartbeated; the worker loop retries. After
+ *   Redis (re)starts, nothing is reclaimed for max(`claimIdleMs`, `heartbeatTtlMs`): nobody
+ *   could heartbeat while it was down, and a failed heartbeat is retried every 250 ms.
+ * - **check** (the worker's poll) answers `lost` once the job's record or events stream is gone
+ *   (evicted, flushed); `events` then ends with an `error` event {code: "job_lost"}.
  * - **release** XACKs + XDELs the entry and XADDs a new one: unlike the embedded queue, a released
  *   job goes to the back of the queue (a stream cannot insert at its front). It publishes `queued`
  *   {position}; a release does not count as an attempt.
  * - **Events** live in a stream per job whose entry ids (`1732530000000-0`) are the event ids, so
- *   `Last-Event-ID` resumes on any instance; `events` = XRANGE after the id, then XREAD BLOCK,
- *   ending after a terminal event, when the job expires, or when the signal aborts.
+ *   `Last-Event-ID` resumes on any instance; `events` = XRANGE after the id, then the live ones
+ *   through the instance's one shared reader (`redis_event_reader.ts`: one XREAD BLOCK over the
+ *   streams of every open `events`), ending after a terminal event, when the job expires, or when
+ *   the signal aborts. An id beyond the newest event is taken as the end.
  * - **Expiry.** All keys of a job expire together: 24 h (`aliveTtlMs`) after its last write while
  *   it has not ended, `retentionMs` after it ended (terminal status or event). The image is
  *   deleted as soon as the job ends. Clips above `maxVideoBytes` (default 64 MiB) are refused.
@@ -32,9 +59,10 @@
  *   `ready()` answers false, and the client reconnects by itself when Redis is back. A connection
  *   that stops answering without closing (a failover, a dropped NAT entry) is replaced after its
  *   first timeout.
- * - **Connections.** One for commands, plus one per `take` or `events` while it waits in a
- *   blocking read (up to 8 idle ones are kept). Call `take` once at a time per worker name (the
- *   worker loop's slots have distinct names). `close()` leaves jobs alone — unlike the embedded
+ * - **Connections.** One for commands, one for the shared event reader (however many `events`
+ *   are open), plus one per `take` while it waits in a blocking read (up to 8 idle ones are
+ *   kept). Call `take` once at a time per worker name (the worker loop's slots have distinct
+ *   names). `close()` leaves jobs alone — unlike the embedded
  *   queue it cancels nothing, since other instances carry on with them.
  *
  * @example
@@ -51,24 +79,58 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
-import { createHash } from "node:crypto";
-import { createClient, ErrorReply, RESP_TYPES } from "redis";
+import type { Buffer } from "node:buffer";
+import { ErrorReply } from "redis";
 import {
   type ClaimedJob,
+  isJobId,
   isTerminalEvent,
+  JOB_LOST_ERROR,
+  type JobCheck,
+  type JobEnding,
   type JobEvent,
   type JobEventType,
   type JobPatch,
   type JobQueue,
   type JobRecord,
   type JobRequest,
+  newJobId,
   QueueFullError,
   type QueueStats,
   type StoredVideo,
   StoreUnavailableError,
 } from "./job_queue.ts";
-import { luaJobKeys, type RedisLayout, redisLayout } from "./redis_layout.ts";
+import {
+  compareStreamIds,
+  decodeEvent,
+  decodeRecord,
+  decodeVideo,
+  encodeEventData,
+  encodePatch,
+  encodeRequest,
+  encodeVideo,
+  fieldOf,
+  isStreamId,
+  type StreamEntry,
+  type StreamReply,
+  toBuffer,
+} from "./redis_codec.ts";
+import { ABORTED, AS_BUFFERS, type CommandOptions, RedisConnection } from "./redis_connection.ts";
+import {
+  decodePublishedModel,
+  encodePublishedModel,
+  type PublishedModel,
+} from "./published_model.ts";
+import {
+  type NextEntries,
+  RedisEventReader,
+  type StreamSubscription,
+} from "./redis_event_reader.ts";
+import { deadlineMessage, deadlineOf } from "./deadlines.ts";
+import { RedisWebhookOutbox } from "../webhooks/redis_webhook_outbox.ts";
+import { webhookEventsOf } from "../webhooks/webhook_outbox.ts";
+import { type JobKeys, type RedisLayout, redisLayout } from "./redis_layout.ts";
+import { scriptArguments, type ScriptContext, type ScriptName, SCRIPTS } from "./redis_scripts.ts";
 
 /** Largest clip stored by default: 64 MiB. */
 export const DEFAULT_MAX_VIDEO_BYTES = 64 * 1024 * 1024;
@@ -97,6 +159,8 @@ export interface RedisJobQueueOptions {
   readonly aliveTtlMs?: number;
   /** Longest wait for one command before `StoreUnavailableError`, in ms (default 5 s). */
   readonly commandTimeoutMs?: number;
+  /** Expiry of a webhook delivery never sent (no sender running), in ms (default a week). */
+  readonly webhookTtlMs?: number;
   /** Longest single XREAD / XREADGROUP BLOCK, in ms (default 2 s). */
   readonly blockMs?: number;
   /** Longest wait for the first connection in `connect`, in ms (default 5 s). */
@@ -105,328 +169,25 @@ export interface RedisJobQueueOptions {
   readonly retryAfterSeconds?: () => number;
   /** Clock for the record's timestamps, milliseconds since the epoch (tests). */
   readonly now?: () => number;
+  /**
+   * Called when this instance's `requestCancel` ends a job that no worker had taken yet (the
+   * worker loop reports the others), for the cancelled-jobs counter.
+   */
+  readonly onCancelledWhileQueued?: (record: JobRecord) => void;
 }
 
-type Resolved = Required<Omit<RedisJobQueueOptions, "prefix" | "group">>;
-
-/** The few client calls this module makes (node-redis v5). */
-interface Connection {
-  readonly isReady: boolean;
-  connect(): Promise<unknown>;
-  destroy(): void;
-  sendCommand(args: ReadonlyArray<string | Buffer>, options?: CommandOptions): Promise<unknown>;
-  on(event: "error", listener: (error: Error) => void): unknown;
-}
-
-interface CommandOptions {
-  readonly typeMapping?: typeof AS_BUFFERS;
-}
-
-/** A command or connection got no answer in time. */
-class NoAnswerError extends Error {
-  constructor(ms: number) {
-    super(`no answer within ${ms} ms`);
-    this.name = "NoAnswerError";
-  }
-}
-
-/** Bulk strings as Buffers, for image and clip bytes. */
-const AS_BUFFERS = { [RESP_TYPES.BLOB_STRING]: Buffer };
+type Resolved = Required<
+  Omit<RedisJobQueueOptions, "prefix" | "group" | "onCancelledWhileQueued">
+>;
 
 /** Consumer that owns deliveries no `take` received (an aborted read): reclaimable at once. */
 const ORPHANED = "(orphaned)";
-/** Idle blocking connections kept for the next `take` / `events`. */
-const MAX_IDLE_BLOCKING = 8;
+/** Wait before a failed heartbeat is sent again, in ms. */
+const BEAT_RETRY_MS = 250;
 /** Events read per XRANGE / XREAD. */
 const EVENT_PAGE = 100;
-/** Redis errors that mean "not now" rather than "wrong command". */
-const TRANSIENT_REPLY = /^(LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/;
-
-// ---------------------------------------------------------------------------------------------
-// Lua. Every script gets KEYS[1] = the jobs stream and the same first ARGV (see #eval).
-
-const PRELUDE = `
-local JOBS = KEYS[1]
-local GROUP = ARGV[1]
-local JOB_PREFIX = ARGV[2]
-local WORKER_PREFIX = ARGV[3]
-local ALIVE_MS = tonumber(ARGV[4])
-local RETENTION_MS = tonumber(ARGV[5])
-local MAX_ATTEMPTS = tonumber(ARGV[6])
-local A = 6 -- a script's own arguments start at ARGV[A + 1]
-local TERMINAL = { done = true, error = true, cancelled = true }
-${luaJobKeys()}
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- Stream ids "ms-seq" compared as numbers (ms stays exact in Lua's doubles).
-local function id_after(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am > bm or (am == bm and as > bs)
-end
-
-local function ensure_group()
-  redis.pcall('XGROUP', 'CREATE', JOBS, GROUP, '0', 'MKSTREAM') -- BUSYGROUP when it exists
-end
-
--- Entries after the group's last-delivered-id are the queued ones.
-local function last_delivered()
-  local groups = redis.pcall('XINFO', 'GROUPS', JOBS)
-  if groups.err then return '0-0' end
-  for _, g in ipairs(groups) do
-    local info = {}
-    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-    if info['name'] == GROUP then return info['last-delivered-id'] end
-  end
-  return '0-0'
-end
-
--- 1-based rank of an entry among the queued ones; false once it was delivered.
-local function queue_position(entry)
-  local last = last_delivered()
-  if not id_after(entry, last) then return false end
-  return #redis.call('XRANGE', JOBS, '(' .. last, entry)
-end
-
--- The consumer an entry is pending for; false when it is not pending.
-local function pending_owner(entry)
-  local p = redis.pcall('XPENDING', JOBS, GROUP, entry, entry, 1)
-  if p.err or #p == 0 then return false end
-  return p[1][2]
-end
-
--- Acked entries are deleted at once, so the stream holds exactly the queued and running jobs.
-local function drop_entry(entry)
-  redis.call('XACK', JOBS, GROUP, entry)
-  redis.call('XDEL', JOBS, entry)
-end
-
--- One expiry for every key of a job: the retention after it ended, the alive TTL before.
-local function touch(k, now, ending)
-  local ended = redis.call('HGET', k.record, 'endedAt')
-  if not ended and ending then
-    ended = now
-    redis.call('HSET', k.record, 'endedAt', now)
-    redis.call('DEL', k.image)
-  end
-  local at = ended and (tonumber(ended) + RETENTION_MS) or (now + ALIVE_MS)
-  for _, key in pairs(k) do redis.call('PEXPIREAT', key, at) end
-end
-
-local function add_event(k, type, data)
-  return redis.call('XADD', k.events, '*', 'type', type, 'data', data)
-end
-
--- A delivered entry becomes the job of \`worker\`: 'ok'; or 'skip' (job gone or ended) / 'lost'
--- (MAX_ATTEMPTS runs already lost their worker), the entry removed.
-local function start(entry, id, worker, reclaimed)
-  local k = job_keys(JOB_PREFIX, id)
-  local f = redis.call('HMGET', k.record, 'status', 'worker', 'attempts', 'released')
-  local status, previous = f[1], f[2]
-  if not status or TERMINAL[status] then
-    drop_entry(entry)
-    return 'skip'
-  end
-  local attempts, released = tonumber(f[3]) or 0, tonumber(f[4]) or 0
-  local now = now_ms()
-  if reclaimed and previous then
-    -- It had started on a worker that stopped heartbeating: run it again, or give up.
-    local lost = attempts - released
-    if lost >= MAX_ATTEMPTS then
-      local failure = cjson.encode({ code = 'worker_lost', message =
-        'The worker running this job stopped responding (' .. lost .. ' times); it is not run again' })
-      redis.call('HSET', k.record, 'status', 'error', 'finishedAt', now, 'error', failure)
-      add_event(k, 'error', failure)
-      drop_entry(entry)
-      touch(k, now, true)
-      return 'lost'
-    end
-    redis.call('HSET', k.record, 'status', 'queued')
-    redis.call('HDEL', k.record, 'startedAt')
-    add_event(k, 'queued', '{"position":1,"reason":"worker_lost"}')
-  end
-  redis.call('HSET', k.record, 'attempts', attempts + 1, 'worker', worker)
-  touch(k, now, false)
-  return 'ok'
-end
-`;
-
-const SCRIPTS = {
-  ensureGroup: `ensure_group() return 1`,
-
-  /** capacity, id, request JSON, createdAt, image → {0, size} full | {1, event id, position} */
-  submit: `
-local capacity, id = tonumber(ARGV[A + 1]), ARGV[A + 2]
-ensure_group()
-local size = redis.call('XLEN', JOBS)
-if size >= capacity then return {0, size} end
-local k = job_keys(JOB_PREFIX, id)
-local entry = redis.call('XADD', JOBS, '*', 'id', id)
-redis.call('HSET', k.record, 'id', id, 'status', 'queued', 'request', ARGV[A + 3],
-  'createdAt', ARGV[A + 4], 'attempts', 0, 'released', 0, 'entry', entry)
-redis.call('SET', k.image, ARGV[A + 5])
-local position = queue_position(entry)
-local event = add_event(k, 'queued', '{"position":' .. position .. '}')
-touch(k, now_ms(), false)
-return {1, event, position}`,
-
-  /** id → position | nil */
-  position: `
-local f = redis.call('HMGET', job_keys(JOB_PREFIX, ARGV[A + 1]).record, 'status', 'entry')
-if f[1] ~= 'queued' or not f[2] then return false end
-return queue_position(f[2])`,
-
-  /** → {queued, running} */
-  stats: `
-local size = redis.call('XLEN', JOBS)
-local summary = redis.pcall('XPENDING', JOBS, GROUP)
-local running = 0
-if not summary.err then running = tonumber(summary[1]) end
-return {size - running, running}`,
-
-  /** entry, id, worker → 'ok' | 'skip' | 'lost' */
-  take: `return start(ARGV[A + 1], ARGV[A + 2], ARGV[A + 3], false)`,
-
-  /** consumer, worker, claimIdleMs → {entry, id} | nil */
-  reclaim: `
-local consumer, worker, min_idle = ARGV[A + 1], ARGV[A + 2], tonumber(ARGV[A + 3])
-local pending = redis.pcall('XPENDING', JOBS, GROUP, 'IDLE', min_idle, '-', '+', 100)
-if pending.err then return false end
-local found = false
-for _, p in ipairs(pending) do
-  local entry, owner = p[1], p[2]
-  if owner ~= consumer and redis.call('EXISTS', WORKER_PREFIX .. owner) == 0 then
-    local claimed = redis.call('XCLAIM', JOBS, GROUP, consumer, min_idle, entry)
-    local fields = claimed[1] and claimed[1][2]
-    local id = false
-    if fields then
-      for i = 1, #fields, 2 do if fields[i] == 'id' then id = fields[i + 1] end end
-    end
-    if not id then
-      drop_entry(entry)
-    elseif start(entry, id, worker, true) == 'ok' then
-      found = {entry, id}
-      break
-    end
-  end
-end
--- Forget consumers that hold nothing and stopped heartbeating (every stopped instance leaves some).
-for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', JOBS, GROUP)) do
-  local info = {}
-  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
-  if tonumber(info['pending']) == 0 and info['name'] ~= consumer
-    and redis.call('EXISTS', WORKER_PREFIX .. info['name']) == 0 then
-    redis.call('XGROUP', 'DELCONSUMER', JOBS, GROUP, info['name'])
-  end
-end
-return found`,
-
-  /** consumer, orphaned consumer, idle, held entries… → count handed over */
-  orphans: `
-local consumer, orphaned, idle = ARGV[A + 1], ARGV[A + 2], ARGV[A + 3]
-local held = {}
-for i = A + 4, #ARGV do held[ARGV[i]] = true end
-local pending = redis.pcall('XPENDING', JOBS, GROUP, '-', '+', 100, consumer)
-if pending.err then return 0 end
-local n = 0
-for _, p in ipairs(pending) do
-  if not held[p[1]] then
-    redis.call('XCLAIM', JOBS, GROUP, orphaned, 0, p[1], 'IDLE', idle, 'JUSTID')
-    n = n + 1
-  end
-end
-return n`,
-
-  /** entry, consumer, id → 1 | 0 (not ours any more) */
-  complete: `
-local entry, consumer = ARGV[A + 1], ARGV[A + 2]
-if pending_owner(entry) ~= consumer then return 0 end
-drop_entry(entry)
-redis.call('DEL', job_keys(JOB_PREFIX, ARGV[A + 3]).image)
-return 1`,
-
-  /** entry, consumer, id → new position | nil (not ours, gone or ended) */
-  release: `
-local entry, consumer, id = ARGV[A + 1], ARGV[A + 2], ARGV[A + 3]
-if pending_owner(entry) ~= consumer then return false end
-drop_entry(entry)
-local k = job_keys(JOB_PREFIX, id)
-local status = redis.call('HGET', k.record, 'status')
-if not status or TERMINAL[status] then return false end
-local again = redis.call('XADD', JOBS, '*', 'id', id)
-redis.call('HSET', k.record, 'status', 'queued', 'entry', again)
-redis.call('HDEL', k.record, 'startedAt', 'worker')
-redis.call('HINCRBY', k.record, 'released', 1)
-local position = queue_position(again)
-add_event(k, 'queued', '{"position":' .. position .. '}')
-touch(k, now_ms(), false)
-return position`,
-
-  /** id, n, n × (field, value), fields to delete… → 1 | 0 (unknown job) */
-  update: `
-local k = job_keys(JOB_PREFIX, ARGV[A + 1])
-if redis.call('EXISTS', k.record) == 0 then return 0 end
-local n = tonumber(ARGV[A + 2])
-for i = 0, n - 1 do redis.call('HSET', k.record, ARGV[A + 3 + 2 * i], ARGV[A + 4 + 2 * i]) end
-for i = A + 3 + 2 * n, #ARGV do redis.call('HDEL', k.record, ARGV[i]) end
-touch(k, now_ms(), TERMINAL[redis.call('HGET', k.record, 'status')] or false)
-return 1`,
-
-  /** id, type, data JSON → event id | nil (unknown job) */
-  publish: `
-local k = job_keys(JOB_PREFIX, ARGV[A + 1])
-if redis.call('EXISTS', k.record) == 0 then return false end
-local event = add_event(k, ARGV[A + 2], ARGV[A + 3])
-touch(k, now_ms(), TERMINAL[ARGV[A + 2]] or false)
-return event`,
-
-  /** id, finishedAt → 1 | 0 (unknown job) */
-  cancel: `
-local k = job_keys(JOB_PREFIX, ARGV[A + 1])
-local f = redis.call('HMGET', k.record, 'status', 'entry')
-local status, entry = f[1], f[2]
-if not status then return 0 end
-if TERMINAL[status] then return 1 end
-redis.call('SET', k.cancel, '1')
-local now = now_ms()
-if status == 'queued' and entry and id_after(entry, last_delivered()) then
-  -- Not delivered yet: nobody runs it, so it ends here.
-  redis.call('XDEL', JOBS, entry)
-  redis.call('HSET', k.record, 'status', 'cancelled', 'finishedAt', ARGV[A + 2])
-  add_event(k, 'cancelled', '{}')
-  touch(k, now, true)
-else
-  touch(k, now, false)
-end
-return 1`,
-
-  /** id, bytes, contentType, format → 1 | 0 (unknown job) */
-  putVideo: `
-local k = job_keys(JOB_PREFIX, ARGV[A + 1])
-if redis.call('EXISTS', k.record) == 0 then return 0 end
-redis.call('HSET', k.video, 'bytes', ARGV[A + 2], 'contentType', ARGV[A + 3], 'format', ARGV[A + 4])
-touch(k, now_ms(), false)
-return 1`,
-} as const;
-
-type ScriptName = keyof typeof SCRIPTS;
-
-const SOURCES = Object.fromEntries(
-  Object.entries(SCRIPTS).map(([name, body]) => {
-    const source = PRELUDE + body;
-    return [name, { source, sha: createHash("sha1").update(source).digest("hex") }];
-  }),
-) as Record<ScriptName, { source: string; sha: string }>;
-
-// ---------------------------------------------------------------------------------------------
-
-/** What `#blocking` returns when its signal aborted the read. */
-const ABORTED = Symbol("aborted");
+/** Jobs `expire` looks at per call. */
+const EXPIRE_BATCH = 1000;
 
 interface Held {
   readonly entry: string;
@@ -436,36 +197,60 @@ interface Held {
 /** Redis Streams job queue shared by many instances; see the module doc. */
 export class RedisJobQueue implements JobQueue {
   readonly #options: Resolved;
-  readonly #url: string;
-  /** `host:port` for messages (never the password). */
-  readonly #where: string;
+  readonly #redis: RedisConnection;
   readonly #layout: RedisLayout;
+  /** What every script gets first. */
+  readonly #context: ScriptContext;
   readonly #group: string;
   /** Random per instance: consumers are `<worker>@<instance>`. */
   readonly #instance = crypto.randomUUID().slice(0, 8);
-  /** Commands; replaced when it stops answering (a connection that died silently). */
-  #client: Connection;
-  #replacing = false;
-  readonly #idle: Connection[] = [];
   readonly #closing = new AbortController();
+  /** Waits for the live events of every `events()` of this instance, on one connection. */
+  readonly #reader: RedisEventReader;
   /** Jobs taken here and not yet completed or released, by job id. */
   readonly #held = new Map<string, Held>();
   /** Consumers in `take` now, with how many calls. */
   readonly #taking = new Map<string, number>();
   /** Worker name of each consumer that heartbeats. */
   readonly #workers = new Map<string, string>();
+  readonly #onCancelledWhileQueued?: (record: JobRecord) => void;
   #beat?: ReturnType<typeof setInterval>;
-  #lastError?: Error;
-  #closed = false;
+  #beatRetry?: ReturnType<typeof setTimeout>;
+  /** The deliveries of webhooks, in this Redis. */
+  readonly webhooks: RedisWebhookOutbox;
 
   private constructor(options: RedisJobQueueOptions, resolved: Resolved) {
     this.#options = resolved;
-    this.#url = options.url;
+    this.#onCancelledWhileQueued = options.onCancelledWhileQueued;
+    this.#redis = new RedisConnection(resolved);
     this.#layout = redisLayout(options.prefix ?? "svd");
     this.#group = options.group ?? "workers";
-    const url = new URL(options.url);
-    this.#where = `${url.hostname}:${url.port || "6379"}`;
-    this.#client = this.#connection(true);
+    this.#context = {
+      jobs: this.#layout.jobs,
+      group: this.#group,
+      jobPrefix: this.#layout.jobPrefix,
+      workerPrefix: this.#layout.workerPrefix,
+      aliveTtlMs: resolved.aliveTtlMs,
+      retentionMs: resolved.retentionMs,
+      maxAttempts: resolved.maxAttempts,
+      queued: this.#layout.queued,
+      queueSeq: this.#layout.queueSeq,
+      moves: this.#layout.moves,
+      deadlines: this.#layout.deadlines,
+      webhooksDue: this.#layout.webhooksDue,
+      webhookPrefix: this.#layout.webhookPrefix,
+      webhookTtlMs: resolved.webhookTtlMs,
+    };
+    this.webhooks = new RedisWebhookOutbox({
+      evalScript: (name, args) => this.#eval(name, args),
+      send: (args) => this.#send(args),
+      webhooksKey: (id) => this.#keys(id)?.webhooks,
+    });
+    this.#reader = new RedisEventReader({
+      connection: this.#redis,
+      wakeKey: this.#layout.reader(this.#instance),
+      blockMs: resolved.blockMs,
+    });
   }
 
   /**
@@ -475,12 +260,12 @@ export class RedisJobQueue implements JobQueue {
   static async connect(options: RedisJobQueueOptions): Promise<RedisJobQueue> {
     const queue = new RedisJobQueue(options, resolveOptions(options));
     try {
-      await deadline(queue.#client.connect(), queue.#options.connectTimeoutMs);
+      await queue.#redis.connect();
       await queue.#eval("ensureGroup", []);
     } catch (error) {
-      discard(queue.#client);
+      queue.#redis.close();
       throw new StoreUnavailableError(
-        `Cannot connect to Redis at ${queue.#where}: ${messageOf(error)}`,
+        `Cannot connect to Redis at ${queue.#redis.where}: ${messageOf(error)}`,
         { cause: error },
       );
     }
@@ -488,14 +273,17 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async submit(request: JobRequest, image: Uint8Array): Promise<JobRecord> {
-    const id = crypto.randomUUID();
+    const id = newJobId();
     const createdAt = this.#options.now();
+    const deadline = deadlineOf({ createdAt, request });
     const [accepted] = await this.#eval("submit", [
       String(this.#options.capacity),
       id,
-      JSON.stringify(request),
+      encodeRequest(request),
       String(createdAt),
       toBuffer(image),
+      deadline === undefined ? "" : String(deadline),
+      webhookEventsOf({ request }) ?? "",
     ]) as [number, ...unknown[]];
     if (accepted === 0) {
       throw new QueueFullError(
@@ -507,11 +295,14 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async get(id: string): Promise<JobRecord | undefined> {
-    const flat = await this.#send(["HGETALL", this.#layout.job(id).record]) as string[];
-    return parseRecord(flat);
+    const keys = this.#keys(id);
+    if (!keys) return undefined;
+    const flat = await this.#send(["HGETALL", keys.record]) as string[];
+    return decodeRecord(flat);
   }
 
   async position(id: string): Promise<number | undefined> {
+    if (!isJobId(id)) return undefined;
     const position = await this.#eval("position", [id]) as number | null;
     return position ?? undefined;
   }
@@ -535,6 +326,8 @@ export class RedisJobQueue implements JobQueue {
             consumer,
             worker,
             String(this.#options.claimIdleMs),
+            // After a Redis restart, time for every live worker to heartbeat again.
+            String(Math.max(this.#options.claimIdleMs, this.#options.heartbeatTtlMs)),
           ]) as [string, string] | null;
           if (found) {
             const job = await this.#claimed(found[0], found[1], consumer);
@@ -553,7 +346,8 @@ export class RedisJobQueue implements JobQueue {
         if (!entry) continue;
         const [entryId, fields] = entry;
         const id = fieldOf(fields, "id");
-        if (id === undefined) continue; // not a job entry; reclaimed as an orphan
+        // Not a job entry (another writer's): left pending, then dropped as an orphan.
+        if (id === undefined || !isJobId(id)) continue;
         const outcome = await this.#eval("take", [entryId, id, worker]);
         if (outcome !== "ok") continue;
         const job = await this.#claimed(entryId, id, consumer);
@@ -583,6 +377,28 @@ export class RedisJobQueue implements JobQueue {
     }
   }
 
+  async finish(job: ClaimedJob, ending: JobEnding): Promise<"finished" | "dropped"> {
+    const id = job.record.id;
+    const held = this.#held.get(id);
+    if (!held) return "dropped";
+    const video = ending.video;
+    if (video) this.#checkVideoSize(id, video);
+    const outcome = await this.#eval("finish", [
+      held.entry,
+      held.consumer,
+      job.record.worker ?? "",
+      id,
+      ending.status,
+      encodeEventData(ending.data),
+      ...(video ? ["1", ...encodeVideo(video)] : ["0", "", "", ""]),
+      ...encodePatch(ending.patch),
+    ]);
+    // Failed above (Redis unreachable): the job stays held, and heartbeated, for the next try.
+    this.#held.delete(id);
+    this.#stopBeatingIfIdle(held.consumer);
+    return outcome === "ok" || outcome === "ended" ? "finished" : "dropped";
+  }
+
   async release(job: ClaimedJob): Promise<void> {
     const id = job.record.id;
     const held = this.#held.get(id);
@@ -596,17 +412,17 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async update(id: string, patch: JobPatch): Promise<void> {
-    const set: string[] = [];
-    const unset: string[] = [];
-    for (const [field, value] of Object.entries(patch)) {
-      if (value === undefined) unset.push(field);
-      else set.push(field, typeof value === "object" ? JSON.stringify(value) : String(value));
-    }
-    await this.#eval("update", [id, String(set.length / 2), ...set, ...unset]);
+    if (!isJobId(id)) return;
+    await this.#eval("update", [id, ...encodePatch(patch)]);
   }
 
   async publish(id: string, type: JobEventType, data: Record<string, unknown>): Promise<JobEvent> {
-    const eventId = await this.#eval("publish", [id, type, JSON.stringify(data)]) as string | null;
+    if (!isJobId(id)) {
+      throw new RangeError(`Cannot publish "${type}": no job ${JSON.stringify(id)}`);
+    }
+    const eventId = await this.#eval("publish", [id, type, encodeEventData(data)]) as
+      | string
+      | null;
     if (eventId === null) throw new RangeError(`Cannot publish "${type}": no job "${id}"`);
     return { id: eventId, type, data };
   }
@@ -616,27 +432,29 @@ export class RedisJobQueue implements JobQueue {
     afterId: string | undefined,
     signal: AbortSignal,
   ): AsyncGenerator<JobEvent> {
-    const keys = this.#layout.job(id);
+    const keys = this.#keys(id);
+    if (!keys) return;
     const stop = AbortSignal.any([signal, this.#closing.signal]);
-    if (stop.aborted || await this.#send(["EXISTS", keys.record]) === 0) return;
+    if (stop.aborted) return;
     // An id that is not a stream id (another queue's, garbage) replays from the start.
-    let last = afterId !== undefined && /^\d+-\d+$/.test(afterId) ? afterId : "0-0";
+    let last = afterId !== undefined && isStreamId(afterId) ? afterId : "0-0";
+    if (await this.#send(["EXISTS", keys.record]) === 0) {
+      // Resumed on a job that is gone (vanished while its stream was read); unknown: nothing.
+      if (afterId !== undefined) yield lostEvent(last);
+      return;
+    }
+    /** The position this stream told last (undefined: none yet, or not queued since). */
+    let told: number | undefined;
     // Stored events, a page at a time.
     for (;;) {
-      const page = await this.#send([
-        "XRANGE",
-        keys.events,
-        `(${last}`,
-        "+",
-        "COUNT",
-        String(EVENT_PAGE),
-      ]) as StreamEntry[];
+      const page = await this.#eventsAfter(keys, last);
       for (const entry of page) {
-        const event = parseEvent(entry);
+        const event = decodeEvent(entry);
         last = event.id;
         yield event;
         if (isTerminalEvent(event.type)) return;
         if (stop.aborted) return;
+        told = event.type === "queued" ? Number(event.data.position) : undefined;
       }
       if (page.length < EVENT_PAGE) break;
     }
@@ -649,63 +467,164 @@ export class RedisJobQueue implements JobQueue {
       "COUNT",
       "1",
     ]) as StreamEntry[];
-    if (newest[0] && isTerminalEvent(parseEvent(newest[0]).type)) return;
-    // Live ones.
-    while (!stop.aborted) {
-      // deno-fmt-ignore
-      const reply = await this.#blocking([
-        "XREAD", "COUNT", String(EVENT_PAGE), "BLOCK", String(this.#options.blockMs),
-        "STREAMS", keys.events, last,
-      ], stop);
-      if (reply === ABORTED) return;
-      const entries = (reply as StreamReply | null)?.[0]?.[1];
-      if (!entries) {
-        if (await this.#send(["EXISTS", keys.record]) === 0) return; // expired
-        continue;
-      }
-      for (const entry of entries) {
-        const event = parseEvent(entry);
-        last = event.id;
-        yield event;
-        if (isTerminalEvent(event.type)) return;
-        if (stop.aborted) return;
-      }
+    if (!newest[0] || await this.#vanished(keys)) {
+      yield lostEvent(last);
+      return;
     }
+    const newestType = decodeEvent(newest[0]).type;
+    if (isTerminalEvent(newestType)) return;
+    // An id beyond the newest event (stale or crafted) resumes from the end: the events that
+    // follow are sent (a read after the future id would wait until the job expired).
+    if (compareStreamIds(last, newest[0][0]) > 0) last = newest[0][0];
+    // Waiting in the queue: its place now, then the queue's moves (see the module doc).
+    let place = newestType === "queued" ? await this.#queuePlace(id) : undefined;
+    if (place && place.position !== told) {
+      told = place.position;
+      yield queuedEvent(last, told);
+    }
+    // Live ones, through the instance's one shared reader.
+    const subscription = this.#reader.subscribe(keys.events, last);
+    let moves = place ? this.#reader.subscribe(this.#layout.moves, place.movesAfter) : undefined;
+    const leaveQueue = () => {
+      moves?.close();
+      moves = undefined;
+      place = undefined;
+    };
+    try {
+      while (!stop.aborted) {
+        const { job, moved } = await this.#nextOfEither(subscription, last, moves, place, stop);
+        if (stop.aborted) return;
+        if (place && moved !== undefined) {
+          place = moved === "behind" ? await this.#queuePlace(id) : followMoves(place, moved);
+          if (!place) leaveQueue();
+          else if (place.position !== told) {
+            told = place.position;
+            yield queuedEvent(last, told);
+            if (stop.aborted) return;
+          }
+        }
+        if (job === undefined) {
+          // Nothing for a while: the job's keys may have vanished (evicted, flushed).
+          if (moved === undefined && await this.#vanished(keys)) {
+            yield lostEvent(last);
+            return;
+          }
+          continue;
+        }
+        const entries = job === "behind" ? await this.#eventsAfter(keys, last) : job;
+        for (const entry of entries) {
+          const event = decodeEvent(entry);
+          last = event.id;
+          yield event;
+          if (isTerminalEvent(event.type)) return;
+          if (stop.aborted) return;
+          told = event.type === "queued" ? Number(event.data.position) : undefined;
+          if (event.type !== "queued") leaveQueue();
+        }
+      }
+    } finally {
+      subscription.close();
+      moves?.close();
+    }
+  }
+
+  /**
+   * The next entries of the job's stream or of the queue's moves, whichever come first (the
+   * other read is cut short and its answer, if any, returned too); undefined for a stream that
+   * had nothing within `blockMs`.
+   */
+  async #nextOfEither(
+    job: StreamSubscription,
+    after: string,
+    moves: StreamSubscription | undefined,
+    place: QueuePlace | undefined,
+    stop: AbortSignal,
+  ): Promise<{ job: NextEntries; moved: NextEntries }> {
+    const blockMs = this.#options.blockMs;
+    if (!moves || !place) return { job: await job.next(after, blockMs, stop), moved: undefined };
+    const cut = new AbortController();
+    const either = AbortSignal.any([stop, cut.signal]);
+    const jobNext = job.next(after, blockMs, either);
+    const movesNext = moves.next(place.movesAfter, blockMs, either);
+    try {
+      await Promise.race([jobNext, movesNext]);
+    } finally {
+      cut.abort();
+    }
+    const [jobEntries, moved] = await Promise.all([jobNext, movesNext]);
+    return { job: jobEntries, moved };
+  }
+
+  /** Where job `id` waits in the queue, undefined when it is not queued (one script). */
+  async #queuePlace(id: string): Promise<QueuePlace | undefined> {
+    const found = await this.#eval("queuePlace", [id]) as [number, string, string] | null;
+    if (!found) return undefined;
+    return { position: found[0], seq: Number(found[1]), movesAfter: found[2] };
+  }
+
+  async expire(now: number): Promise<JobRecord[]> {
+    const ids = await this.#eval("expire", [
+      String(now),
+      String(EXPIRE_BATCH),
+      deadlineMessage("%s", "%s"), // the script fills in the timeout and the stage
+    ]) as string[];
+    const records = await Promise.all(ids.map((id) => this.get(id)));
+    return records.filter((record) => record !== undefined);
   }
 
   async requestCancel(id: string): Promise<JobRecord | undefined> {
+    if (!isJobId(id)) return undefined;
     const known = await this.#eval("cancel", [id, String(this.#options.now())]);
-    return known === 1 ? await this.get(id) : undefined;
+    if (known === 0) return undefined;
+    const record = await this.get(id);
+    if (known === 2 && record) this.#onCancelledWhileQueued?.(record);
+    return record;
+  }
+
+  async check(id: string): Promise<JobCheck> {
+    if (!isJobId(id)) return "lost";
+    return await this.#eval("check", [id]) as JobCheck;
   }
 
   async cancelRequested(id: string): Promise<boolean> {
-    return await this.#send(["EXISTS", this.#layout.job(id).cancel]) === 1;
+    const keys = this.#keys(id);
+    return keys !== undefined && await this.#send(["EXISTS", keys.cancel]) === 1;
   }
 
   async putVideo(id: string, video: StoredVideo): Promise<void> {
-    const limit = this.#options.maxVideoBytes;
-    if (video.bytes.length > limit) {
-      throw new RangeError(
-        `Cannot store the video of job "${id}": ${video.bytes.length} bytes exceed the Redis ` +
-          `store's limit of ${limit} bytes (${(limit / 2 ** 20).toFixed(1)} MiB, maxVideoBytes)`,
-      );
-    }
-    await this.#eval("putVideo", [id, toBuffer(video.bytes), video.contentType, video.format]);
+    if (!isJobId(id)) return;
+    this.#checkVideoSize(id, video);
+    await this.#eval("putVideo", [id, ...encodeVideo(video)]);
   }
 
   async getVideo(id: string): Promise<StoredVideo | undefined> {
-    const flat = await this.#send(["HGETALL", this.#layout.job(id).video], {
+    const keys = this.#keys(id);
+    if (!keys) return undefined;
+    const flat = await this.#send(["HGETALL", keys.video], {
       typeMapping: AS_BUFFERS,
     }) as Buffer[];
-    const fields = new Map<string, Buffer>();
-    for (let i = 0; i + 1 < flat.length; i += 2) fields.set(flat[i].toString(), flat[i + 1]);
-    const bytes = fields.get("bytes");
-    if (!bytes) return undefined;
-    return {
-      bytes: new Uint8Array(bytes), // a copy: the reply buffer may be a slice of a larger one
-      contentType: fields.get("contentType")?.toString() ?? "application/octet-stream",
-      format: (fields.get("format")?.toString() ?? "mp4") as StoredVideo["format"],
-    };
+    return decodeVideo(flat);
+  }
+
+  /**
+   * Publishes the model this worker serves, for the API processes (`published_model.ts`).
+   * `replace: false` stores it only when no model is published (a Redis that lost its data).
+   * @returns whether it was stored.
+   */
+  async publishModel(model: PublishedModel, options: { replace: boolean }): Promise<boolean> {
+    const args = ["SET", this.#layout.model, encodePublishedModel(model)];
+    return await this.#send(options.replace ? args : [...args, "NX"]) === "OK";
+  }
+
+  /**
+   * The model the workers published, undefined when none is.
+   * @throws {SyntaxError} or `ModelJsonError` for a stored value that is not a valid one.
+   */
+  async publishedModel(): Promise<PublishedModel | undefined> {
+    const text = await this.#send(["GET", this.#layout.model]) as string | null;
+    return text === null
+      ? undefined
+      : decodePublishedModel(text, `Redis key ${this.#layout.model}`);
   }
 
   async stats(): Promise<QueueStats> {
@@ -714,7 +633,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   async ready(): Promise<boolean> {
-    if (this.#closed) return false;
+    if (this.#redis.closed) return false;
     try {
       // Short: readiness probes give up after a second or so.
       await this.#send(["PING"], {}, Math.min(1000, this.#options.commandTimeoutMs));
@@ -730,131 +649,76 @@ export class RedisJobQueue implements JobQueue {
    * go on with them.
    */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#redis.closed) return;
     this.#closing.abort(new Error("the Redis job queue is closing"));
+    this.#reader.close();
     clearInterval(this.#beat);
+    clearTimeout(this.#beatRetry);
     const beats = [...this.#workers.keys()].map((consumer) => this.#layout.worker(consumer));
-    if (beats.length > 0 && this.#client.isReady) {
-      await deadline(this.#client.sendCommand(["DEL", ...beats]), 1000).catch(() => {});
-    }
-    this.#closed = true;
-    for (const connection of this.#idle.splice(0)) discard(connection);
-    discard(this.#client);
+    const wake = this.#layout.reader(this.#instance);
+    await this.#redis.tryToSend(["DEL", wake, ...beats], 1000);
+    this.#redis.close();
   }
 
   // -------------------------------------------------------------------------------------------
 
-  #connection(reconnect: boolean): Connection {
-    const connection: Connection = createClient({
-      url: this.#url,
-      // Fail at once while disconnected instead of queueing commands until Redis returns.
-      disableOfflineQueue: true,
-      socket: {
-        connectTimeout: this.#options.connectTimeoutMs,
-        // The main connection comes back by itself; a blocking one is simply replaced.
-        reconnectStrategy: reconnect
-          ? (retries: number) => Math.min(100 * 2 ** retries, 1000)
-          : false,
-      },
-    });
-    connection.on("error", (error) => this.#lastError = error);
-    return connection;
+  /**
+   * The keys of job `id`, or undefined when `id` is not of the form the queue gives out: an id
+   * from a request never reaches a key name unchecked (`<id>:events` would name the job's stream).
+   */
+  #keys(id: string): JobKeys | undefined {
+    return isJobId(id) ? this.#layout.job(id) : undefined;
   }
 
-  /**
-   * One command on the main connection, answered within `timeoutMs` (node-redis's own command
-   * timeout stops counting once the command is written, so a silent connection would hang).
-   */
-  async #send(
-    args: ReadonlyArray<string | Buffer>,
-    options: CommandOptions = {},
-    timeoutMs = this.#options.commandTimeoutMs,
-  ): Promise<unknown> {
-    if (this.#closed) throw new StoreUnavailableError("The Redis job queue is closed");
-    try {
-      return await deadline(this.#client.sendCommand(args, options), timeoutMs);
-    } catch (error) {
-      if (error instanceof NoAnswerError) this.#replaceClient();
-      throw this.#storeError(error);
+  /** @throws {RangeError} for a clip above `maxVideoBytes`. */
+  #checkVideoSize(id: string, video: StoredVideo): void {
+    const limit = this.#options.maxVideoBytes;
+    if (video.bytes.length > limit) {
+      throw new RangeError(
+        `Cannot store the video of job "${id}": ${video.bytes.length} bytes exceed the Redis ` +
+          `store's limit of ${limit} bytes (${(limit / 2 ** 20).toFixed(1)} MiB, maxVideoBytes)`,
+      );
     }
   }
 
-  /**
-   * A command got no answer in time: the connection may be dead without the socket knowing
-   * (a failover, a dropped NAT entry), and TCP keepalive takes minutes to notice. Commands go to
-   * a new connection from now on; until it is up they fail fast, as during any outage.
-   */
-  #replaceClient(): void {
-    if (this.#replacing || this.#closed) return;
-    this.#replacing = true;
-    const old = this.#client;
-    this.#client = this.#connection(true);
-    discard(old);
-    this.#client.connect().catch(() => {}).finally(() => this.#replacing = false);
+  /** True when the job's record or its events stream is gone (a job always has both). */
+  async #vanished(keys: JobKeys): Promise<boolean> {
+    return await this.#send(["EXISTS", keys.record, keys.events]) as number < 2;
   }
 
-  /** Runs a script by SHA, loading it again after a Redis restart (NOSCRIPT). */
-  async #eval(name: ScriptName, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
-    const { source, sha } = SOURCES[name];
-    const o = this.#options;
+  /** Up to a page of the stored events after `last`. */
+  async #eventsAfter(keys: JobKeys, last: string): Promise<StreamEntry[]> {
     // deno-fmt-ignore
-    const common = [
-      "1", this.#layout.jobs, this.#group, this.#layout.jobPrefix, this.#layout.workerPrefix,
-      String(o.aliveTtlMs), String(o.retentionMs), String(o.maxAttempts),
-    ];
-    try {
-      return await this.#send(["EVALSHA", sha, ...common, ...args]);
-    } catch (error) {
-      if (!(error instanceof ErrorReply && error.message.startsWith("NOSCRIPT"))) throw error;
-      return await this.#send(["EVAL", source, ...common, ...args]);
-    }
+    return await this.#send([
+      "XRANGE", keys.events, `(${last}`, "+", "COUNT", String(EVENT_PAGE),
+    ]) as StreamEntry[];
+  }
+
+  /** One command (see `RedisConnection.send`). */
+  #send(
+    args: ReadonlyArray<string | Buffer>,
+    options?: CommandOptions,
+    timeoutMs?: number,
+  ): Promise<unknown> {
+    return this.#redis.send(args, options, timeoutMs);
+  }
+
+  /** Runs script `name` with the common arguments and `args`. */
+  #eval(name: ScriptName, args: ReadonlyArray<string | Buffer>): Promise<unknown> {
+    return this.#redis.evalScript(SCRIPTS[name], scriptArguments(this.#context, args));
   }
 
   /**
-   * One blocking read on a connection of its own; an abort closes that connection, so the read
-   * ends at once. Returns {@linkcode ABORTED} then.
+   * One blocking read (see `RedisConnection.blocking`). Redis lost the group (it restarted without
+   * persistence): it is made again and the read answers null, to be retried.
    */
   async #blocking(args: string[], signal: AbortSignal): Promise<unknown> {
-    if (signal.aborted) return ABORTED;
-    let connection = this.#idle.pop();
-    while (connection && !connection.isReady) {
-      discard(connection);
-      connection = this.#idle.pop();
-    }
-    let aborted = false;
-    let healthy = false;
-    const fresh = connection ?? this.#connection(false);
-    const onAbort = () => {
-      aborted = true;
-      discard(fresh);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
     try {
-      if (!connection) {
-        await deadline(fresh.connect(), this.#options.connectTimeoutMs);
-      }
-      const reply = await deadline(
-        fresh.sendCommand(args),
-        this.#options.blockMs + this.#options.commandTimeoutMs,
-      );
-      healthy = true;
-      return reply;
+      return await this.#redis.blocking(args, signal);
     } catch (error) {
-      if (aborted) return ABORTED;
-      if (error instanceof ErrorReply && error.message.startsWith("NOGROUP")) {
-        // Redis lost the group (restarted without persistence): make it and read again.
-        healthy = true;
-        await this.#eval("ensureGroup", []);
-        return null;
-      }
-      throw this.#storeError(error);
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      if (healthy && !aborted && !this.#closed && this.#idle.length < MAX_IDLE_BLOCKING) {
-        this.#idle.push(fresh);
-      } else if (!aborted) {
-        discard(fresh);
-      }
+      if (!(error instanceof ErrorReply && error.message.startsWith("NOGROUP"))) throw error;
+      await this.#eval("ensureGroup", []);
+      return null;
     }
   }
 
@@ -864,7 +728,7 @@ export class RedisJobQueue implements JobQueue {
       this.#send(["HGETALL", keys.record]) as Promise<string[]>,
       this.#send(["GET", keys.image], { typeMapping: AS_BUFFERS }) as Promise<Buffer | null>,
     ]);
-    const record = parseRecord(flat);
+    const record = decodeRecord(flat);
     if (!record) return undefined; // expired meanwhile; the entry is an orphan now
     this.#held.set(id, { entry, consumer });
     return { record, image: image ? new Uint8Array(image) : new Uint8Array() };
@@ -885,11 +749,29 @@ export class RedisJobQueue implements JobQueue {
 
   #startBeating(): void {
     if (this.#beat !== undefined) return;
-    this.#beat = setInterval(() => {
-      for (const [consumer, worker] of this.#workers) {
-        this.#sendBeat(consumer, worker).catch(() => {}); // Redis down: the next beat retries
-      }
-    }, Math.max(50, this.#options.heartbeatTtlMs / 3));
+    this.#beat = setInterval(
+      () => this.#beatAll(),
+      Math.max(50, this.#options.heartbeatTtlMs / 3),
+    );
+  }
+
+  #beatAll(): void {
+    for (const [consumer, worker] of this.#workers) {
+      this.#sendBeat(consumer, worker).catch(() => this.#beatSoon());
+    }
+  }
+
+  /**
+   * A beat failed (Redis down): beat again soon rather than at the next interval, so that a job
+   * held here (a finished job whose ending is being retried) shows its worker alive as soon as
+   * Redis is back.
+   */
+  #beatSoon(): void {
+    if (this.#beatRetry !== undefined || this.#redis.closed) return;
+    this.#beatRetry = setTimeout(() => {
+      this.#beatRetry = undefined;
+      if (this.#workers.size > 0) this.#beatAll();
+    }, BEAT_RETRY_MS);
   }
 
   /** A consumer heartbeats while it is in `take` or holds a job. */
@@ -897,25 +779,47 @@ export class RedisJobQueue implements JobQueue {
     if (this.#taking.has(consumer)) return;
     for (const held of this.#held.values()) if (held.consumer === consumer) return;
     this.#workers.delete(consumer);
-    if (!this.#closed) this.#send(["DEL", this.#layout.worker(consumer)]).catch(() => {});
-  }
-
-  #storeError(error: unknown): Error {
-    if (error instanceof StoreUnavailableError) return error;
-    if (error instanceof ErrorReply && !TRANSIENT_REPLY.test(error.message)) return error;
-    const cause = messageOf(error);
-    const last = this.#lastError && this.#lastError.message !== cause
-      ? ` (last connection error: ${this.#lastError.message})`
-      : "";
-    return new StoreUnavailableError(
-      `Redis at ${this.#where} is unavailable: ${cause}${last}`,
-      { cause: error },
-    );
+    if (!this.#redis.closed) {
+      this.#send(["DEL", this.#layout.worker(consumer)]).catch(() => {});
+    }
   }
 }
 
-type StreamEntry = [id: string, fields: string[]];
-type StreamReply = [key: string, entries: StreamEntry[]][];
+/** Where a job waits: its position, its queue number, and the last move of the queue seen. */
+interface QueuePlace {
+  readonly position: number;
+  readonly seq: number;
+  readonly movesAfter: string;
+}
+
+/**
+ * `place` after the queue's `moves` (entries `{left: queue number}`): one place up for each job
+ * ahead that left; undefined once the job itself left.
+ */
+function followMoves(place: QueuePlace, moves: readonly StreamEntry[]): QueuePlace | undefined {
+  let position = place.position;
+  for (const [, fields] of moves) {
+    const seq = Number(fieldOf(fields, "left"));
+    if (seq === place.seq) return undefined;
+    if (seq < place.seq) position--;
+  }
+  const movesAfter = moves.length > 0 ? moves[moves.length - 1][0] : place.movesAfter;
+  return { ...place, position: Math.max(1, position), movesAfter };
+}
+
+/** A `queued` event telling a new position, not stored: it repeats the id of the last event. */
+function queuedEvent(last: string, position: number): JobEvent {
+  return { id: last, type: "queued", data: { position } };
+}
+
+/**
+ * The `error` event that ends the stream of a job gone from Redis. It is not stored (there is no
+ * job to store it in); its id follows `last`, so that a client resuming after it is told 404.
+ */
+function lostEvent(last: string): JobEvent {
+  const [ms, seq] = last.split("-").map(BigInt);
+  return { id: `${ms}-${seq + 1n}`, type: "error", data: JOB_LOST_ERROR };
+}
 
 function resolveOptions(options: RedisJobQueueOptions): Resolved {
   const claimIdleMs = options.claimIdleMs ?? 30_000;
@@ -928,6 +832,7 @@ function resolveOptions(options: RedisJobQueueOptions): Resolved {
     heartbeatTtlMs: options.heartbeatTtlMs ?? Math.min(15_000, claimIdleMs),
     maxAttempts: options.maxAttempts ?? 2,
     aliveTtlMs: options.aliveTtlMs ?? 24 * 3_600_000,
+    webhookTtlMs: options.webhookTtlMs ?? 7 * 24 * 3_600_000,
     commandTimeoutMs: options.commandTimeoutMs ?? 5000,
     blockMs: options.blockMs ?? 2000,
     connectTimeoutMs: options.connectTimeoutMs ?? 5000,
@@ -951,7 +856,7 @@ function resolveOptions(options: RedisJobQueueOptions): Resolved {
   }
   // deno-fmt-ignore
   for (const name of [
-    "retentionMs", "maxVideoBytes", "claimIdleMs", "heartbeatTtlMs", "aliveTtlMs",
+    "retentionMs", "maxVideoBytes", "claimIdleMs", "heartbeatTtlMs", "aliveTtlMs", "webhookTtlMs",
     "commandTimeoutMs", "blockMs", "connectTimeoutMs",
   ] as const) {
     const value = resolved[name];
@@ -960,70 +865,6 @@ function resolveOptions(options: RedisJobQueueOptions): Resolved {
     }
   }
   return resolved;
-}
-
-function parseRecord(flat: string[]): JobRecord | undefined {
-  const h = new Map<string, string>();
-  for (let i = 0; i + 1 < flat.length; i += 2) h.set(flat[i], flat[i + 1]);
-  const id = h.get("id");
-  const request = h.get("request");
-  if (id === undefined || request === undefined) return undefined;
-  const startedAt = h.get("startedAt");
-  const finishedAt = h.get("finishedAt");
-  const error = h.get("error");
-  const video = h.get("video");
-  const worker = h.get("worker");
-  // Absent fields stay absent, as in the embedded queue's records.
-  return {
-    id,
-    status: h.get("status") as JobRecord["status"],
-    request: JSON.parse(request),
-    createdAt: Number(h.get("createdAt")),
-    ...(startedAt !== undefined ? { startedAt: Number(startedAt) } : {}),
-    ...(finishedAt !== undefined ? { finishedAt: Number(finishedAt) } : {}),
-    ...(error !== undefined ? { error: JSON.parse(error) } : {}),
-    ...(video !== undefined ? { video: JSON.parse(video) } : {}),
-    ...(worker !== undefined ? { worker } : {}),
-    attempts: Number(h.get("attempts") ?? 0),
-  };
-}
-
-function parseEvent([id, fields]: StreamEntry): JobEvent {
-  return {
-    id,
-    type: fieldOf(fields, "type") as JobEventType,
-    data: JSON.parse(fieldOf(fields, "data") ?? "{}"),
-  };
-}
-
-function fieldOf(fields: string[], name: string): string | undefined {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
-  return undefined;
-}
-
-function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-/** `promise`, or a {@linkcode NoAnswerError} after `ms` (a late outcome is dropped). */
-async function deadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  promise.catch(() => {}); // a rejection after the deadline is nobody's business
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new NoAnswerError(ms)), ms);
-  });
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Closes a connection now; one that is closed already is fine. */
-function discard(connection: Connection): void {
-  try {
-    connection.destroy();
-  } catch { /* ClientClosedError: closed already */ }
 }
 
 function messageOf(error: unknown): string {

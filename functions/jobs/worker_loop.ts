@@ -5,11 +5,22 @@
  * `done` {video_url, format, bytes, seed, timings}, `error` {code, message} or `cancelled` {}.
  *
  * Cancellation is asked for through the queue (`DELETE`, a streaming client leaving, another
- * instance): the loop polls `queue.cancelRequested` and checks it at every step and decode chunk,
- * and aborts the job's `AbortSignal`, which the pipeline honours between steps, between decode
- * chunks and during the encode. Whatever goes wrong — a bad image found while decoding, a dead
+ * instance): the loop polls `queue.check` and checks it at every step and decode chunk, and aborts
+ * the job's `AbortSignal`, which the pipeline honours between steps, between decode chunks and
+ * during the encode. The same poll tells it when the job is gone from a shared store (evicted,
+ * flushed): the job is given up the same way, with nothing left to publish to. Whatever goes wrong — a bad image found while decoding, a dead
  * inference worker, ffmpeg failing, the store failing — the job ends with a terminal event and the
  * loop takes the next one: no job is left hanging.
+ *
+ * A job with a deadline (`timeout_seconds`, `deadlines.ts`) is stopped the same way when it passes:
+ * its signal aborts with a `DeadlineExceededError` and it ends with `error` {code:
+ * "deadline_exceeded"} within a step or a decode chunk; a job taken already past its deadline
+ * ends so without running.
+ *
+ * Each transition is one log line (`getLog("job")`): `job_started` (worker, attempt, time queued,
+ * frames, steps, size), then `job_done` (timings), `job_failed` (code and the error), or
+ * `job_cancelled`; `job_released` when a draining worker hands a job back; `job_lost` when the
+ * job vanished from the store.
  *
  * @example
  * ```ts
@@ -23,22 +34,29 @@
  * @module
  */
 
-import { ParameterError } from "../../pipeline/config/mod.ts";
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
-import { ImageTooLargeError, UnsupportedImageError } from "../../pipeline/image/mod.ts";
-import { InferenceWorkerError } from "../../pipeline/runtime/mod.ts";
 import type {
   VideoJobEvent,
   VideoJobResult,
   VideoJobRunner,
 } from "../../pipeline/service/video_job.ts";
-import { FfmpegError, FfmpegNotFoundError } from "../../pipeline/video/mod.ts";
+import { describeError, jobError } from "../errors.ts";
+import {
+  DEADLINE_EXCEEDED as DEADLINE_CODE,
+  DeadlineExceededError,
+  deadlineOf,
+} from "./deadlines.ts";
+import { errorMessage, formatDuration, getLog, type Log } from "../logging.ts";
 import {
   type ClaimedJob,
   isTerminal,
+  JOB_LOST_ERROR,
+  type JobCheck,
+  type JobEnding,
   type JobEventType,
   type JobQueue,
   type JobStatus,
+  StoreUnavailableError,
 } from "./job_queue.ts";
 
 /** How a job ended. */
@@ -52,9 +70,6 @@ export interface JobObserver {
   jobFinished(outcome: JobOutcome, seconds: number): void;
 }
 
-/** One JSON log line's fields. */
-export type LogFields = Record<string, unknown>;
-
 /** Options of {@linkcode WorkerLoop}. */
 export interface WorkerLoopOptions {
   readonly queue: JobQueue;
@@ -67,10 +82,15 @@ export interface WorkerLoopOptions {
   /** How often a running job's cancel flag is polled, in milliseconds (default 250). */
   readonly cancelPollMs?: number;
   readonly observer?: JobObserver;
-  /** Log sink for failures the loop survives (default: JSON lines on stderr). */
-  readonly log?: (fields: LogFields) => void;
+  /** Where job transitions and the failures the loop survives are logged (default `getLog("job")`). */
+  readonly log?: Log;
   /** Prefix of the worker names given to `take` (default `worker-<pid>`). */
   readonly name?: string;
+  /**
+   * How long the end of a job (clip, record, terminal event, acknowledgement) is retried while
+   * the store is unavailable, in milliseconds (default 10 minutes).
+   */
+  readonly storeRetryMs?: number;
 }
 
 /** Options of {@linkcode WorkerLoop.stop}. */
@@ -97,7 +117,9 @@ export class WorkerLoop {
   readonly #inFlight = new Map<string, AbortController>();
   /** Jobs stopped at the drain deadline to be handed back rather than cancelled. */
   readonly #releasing = new Set<string>();
-  readonly #log: (fields: LogFields) => void;
+  /** Aborted when `stop` runs out of time: endings still retried through an outage give up. */
+  readonly #abandon = new AbortController();
+  readonly #log: Log;
   #slots: Promise<void>[] = [];
 
   constructor(options: WorkerLoopOptions) {
@@ -105,7 +127,7 @@ export class WorkerLoop {
       throw new RangeError(`slots must be an integer ≥ 1, got ${options.slots}`);
     }
     this.#options = options;
-    this.#log = options.log ?? ((fields) => console.error(JSON.stringify(fields)));
+    this.#log = options.log ?? getLog("job");
   }
 
   /** Jobs running now. */
@@ -136,7 +158,9 @@ export class WorkerLoop {
       if (options.atDeadline === "release") this.#releasing.add(id);
       controller.abort(new Error("the service is shutting down"));
     }
-    return await within(all, Math.max(0, drainMs - cancelAfterMs));
+    const stopped = await within(all, Math.max(0, drainMs - cancelAfterMs));
+    if (!stopped) this.#abandon.abort(new Error("the worker loop ran out of time to stop"));
+    return stopped;
   }
 
   async #slot(worker: string): Promise<void> {
@@ -147,7 +171,11 @@ export class WorkerLoop {
       try {
         job = await queue.take(worker, signal);
       } catch (error) {
-        this.#log({ event: "take_failed", worker, message: messageOf(error) });
+        this.#log.error(`${worker} cannot take a job: ${errorMessage(error)}`, {
+          event: "take_failed",
+          worker,
+          error: errorMessage(error),
+        });
         await sleep(1000, signal);
         continue;
       }
@@ -162,22 +190,47 @@ export class WorkerLoop {
     const controller = new AbortController();
     const started = performance.now();
     let outcome: JobOutcome | "released" = "error";
+    /** How the job ended, recorded in `finally` (undefined when released). */
+    let ending: JobEnding | undefined;
+    /** A finished clip, kept until its ending is recorded (through a store outage if need be). */
+    let result: VideoJobResult | undefined;
+    let startedAt = Date.now();
     let published: Promise<unknown> = Promise.resolve();
     /** Events go out in order; one that cannot be stored is logged, the job goes on. */
     let settled = false;
+    /** Where the job is, for the log line of a cancelled job. */
+    let progress = "before the first step";
     const publish = (type: JobEventType, data: Record<string, unknown>) => {
       // A preview still being encoded when the job stopped must not follow the terminal event.
       if (settled) return;
       published = published.then(() => queue.publish(id, type, data)).catch((error) =>
-        this.#log({ event: "publish_failed", job: id, type, message: messageOf(error) })
+        this.#log.warning(`job ${id}: its ${type} event was lost: ${errorMessage(error)}`, {
+          event: "publish_failed",
+          generation: id,
+          type,
+          error: errorMessage(error),
+        })
       );
     };
-    const checkCancel = () => {
-      queue.cancelRequested(id).then(
-        (requested) => requested && controller.abort(new Error("cancellation requested")),
-        () => {},
-      );
+    /** Set when the job vanished from the store: it is given up, with nothing left to record. */
+    let lost = false;
+    /** Set when the job's deadline passed first: it ends with deadline_exceeded. */
+    let pastDeadline: DeadlineExceededError | undefined;
+    const stopIf = (check: JobCheck) => {
+      if (check === "cancel") controller.abort(new Error("cancellation requested"));
+      if (check === "lost" && !controller.signal.aborted) {
+        lost = true;
+        controller.abort(new Error("the job is gone from the job store"));
+      }
     };
+    const deadline = deadlineOf(job.record);
+    const passDeadline = (stage: "queued" | "running") => {
+      if (controller.signal.aborted) return;
+      pastDeadline = new DeadlineExceededError(request.timeoutSeconds!, stage);
+      controller.abort(pastDeadline);
+    };
+    // A store that fails for a moment stops nothing: the next poll asks again.
+    const checkCancel = () => void queue.check(id).then(stopIf, () => {});
 
     if (isTerminal(job.record.status)) { // cancelled while queued (a shared store's race)
       await queue.complete(job).catch(() => {});
@@ -185,12 +238,37 @@ export class WorkerLoop {
     }
     this.#inFlight.set(id, controller);
     const poll = setInterval(checkCancel, this.#options.cancelPollMs ?? 250);
+    // Taken past its deadline (a long queue, a reclaimed job): it ends without running.
+    if (deadline !== undefined && deadline <= Date.now()) passDeadline("queued");
+    const timer = deadline === undefined
+      ? undefined
+      : setTimeout(() => passDeadline("running"), Math.max(0, deadline - Date.now()));
     try {
-      if (await queue.cancelRequested(id)) controller.abort(new Error("cancelled before start"));
-      const startedAt = Date.now();
+      if (pastDeadline) throw pastDeadline;
+      stopIf(await queue.check(id));
+      startedAt = Date.now();
       await queue.update(id, { status: "running", startedAt, worker });
+      const p = request.params;
+      const queuedMs = Math.max(0, startedAt - job.record.createdAt);
+      this.#log.info(
+        `job ${id} started on ${worker} after ${formatDuration(queuedMs)} queued: ` +
+          `${p.numFrames} frames ${p.width}×${p.height}, ${p.numSteps} steps` +
+          (job.record.attempts > 1 ? ` (attempt ${job.record.attempts})` : ""),
+        {
+          event: "job_started",
+          generation: id,
+          worker,
+          attempt: job.record.attempts,
+          queued_ms: queuedMs,
+          model: request.model,
+          frames: p.numFrames,
+          steps: p.numSteps,
+          width: p.width,
+          height: p.height,
+        },
+      );
       let lastElapsedMs = 0;
-      const result = await this.#options.run(job.image, request, {
+      result = await this.#options.run(job.image, request, {
         signal: controller.signal,
         onEvent: (event: VideoJobEvent) => {
           switch (event.type) {
@@ -206,6 +284,7 @@ export class WorkerLoop {
             case "step":
               observer?.stepFinished((event.elapsedMs - lastElapsedMs) / 1000);
               lastElapsedMs = event.elapsedMs;
+              progress = `at step ${event.step} of ${event.total}`;
               checkCancel();
               return publish("step", {
                 step: event.step,
@@ -216,73 +295,244 @@ export class WorkerLoop {
                 ...(event.frames ? { frames: event.frames } : {}),
               });
             case "decoding":
+              progress = `while decoding chunk ${event.chunk} of ${event.total}`;
               checkCancel();
               return publish("decoding", { chunk: event.chunk, total: event.total });
             case "encoding":
+              progress = "while encoding";
               return publish("encoding", {});
           }
         },
       });
       settled = true;
-      await this.#finishDone(job, startedAt, result, published);
+      await published;
       outcome = "done";
+      ending = this.#doneEnding(job, startedAt, result);
     } catch (error) {
       settled = true;
       await published;
       if (this.#releasing.has(id)) {
         outcome = "released"; // handed back in `finally`: no terminal event
+      } else if (lost) {
+        // Its record and events are gone (evicted, flushed): nothing to publish to. Its readers
+        // get an `error` event job_lost from the queue; the ending below only acknowledges it.
+        this.#log.error(`job ${id} is gone from the job store ${progress}; it was given up`, {
+          event: "job_lost",
+          generation: id,
+          worker,
+          at: progress,
+          running_ms: Math.round(performance.now() - started),
+        });
+        ending = errorEnding(JOB_LOST_ERROR);
+      } else if (pastDeadline) {
+        const at = pastDeadline.stage === "queued" ? "before it ran" : progress;
+        this.#log.warning(
+          `job ${id} failed (${DEADLINE_CODE}) ${at}: its deadline (timeout_seconds = ` +
+            `${request.timeoutSeconds}) passed`,
+          {
+            event: "job_failed",
+            generation: id,
+            worker,
+            code: DEADLINE_CODE,
+            at,
+            running_ms: Math.round(performance.now() - started),
+            timeout_seconds: request.timeoutSeconds,
+          },
+        );
+        ending = errorEnding(jobError(pastDeadline));
       } else if (error instanceof GenerationCancelledError || controller.signal.aborted) {
         outcome = "cancelled";
-        await this.#finish(id, "cancelled", {});
+        const reason = errorMessage(controller.signal.reason ?? error);
+        const ms = Math.round(performance.now() - started);
+        this.#log.info(
+          `job ${id} cancelled ${progress} after ${formatDuration(ms)}: ${reason}`,
+          {
+            event: "job_cancelled",
+            generation: id,
+            worker,
+            at: progress,
+            running_ms: ms,
+            reason,
+          },
+        );
+        ending = { status: "cancelled", data: {}, patch: { finishedAt: Date.now() } };
       } else {
-        const failure = describeJobError(error);
-        this.#log({ event: "job_failed", job: id, code: failure.code, error: String(error) });
-        await this.#finish(id, "error", failure, { error: failure });
+        ending = errorEnding(this.#logFailure(worker, id, progress, started, error));
       }
     } finally {
       clearInterval(poll);
+      clearTimeout(timer);
       this.#inFlight.delete(id);
       if (outcome === "released" || (this.#releasing.has(id) && outcome !== "done")) {
         this.#releasing.delete(id);
-        this.#log({ event: "job_released", job: id, worker });
+        this.#log.warning(`job ${id} handed back to the queue ${progress} (shutting down)`, {
+          event: "job_released",
+          generation: id,
+          worker,
+          at: progress,
+        });
         await queue.release(job).catch((error) =>
-          this.#log({ event: "release_failed", job: id, message: messageOf(error) })
+          this.#log.error(`job ${id} could not be handed back: ${errorMessage(error)}`, {
+            event: "release_failed",
+            generation: id,
+            error: errorMessage(error),
+          })
         );
       } else {
         this.#releasing.delete(id);
-        await queue.complete(job).catch((error) =>
-          this.#log({ event: "complete_failed", job: id, message: messageOf(error) })
-        );
+        ending ??= errorEnding(jobError(undefined));
+        try {
+          await this.#record(job, ending);
+          if (outcome === "done") this.#logDone(id, startedAt, job.record.createdAt, result!);
+        } catch (error) {
+          // Not the store's fault (a clip the store refuses): the job fails instead.
+          outcome = "error";
+          await this.#record(
+            job,
+            errorEnding(this.#logFailure(worker, id, progress, started, error)),
+          )
+            .catch((again) =>
+              this.#log.error(`job ${id} could not be marked failed: ${errorMessage(again)}`, {
+                event: "finish_failed",
+                generation: id,
+                error: errorMessage(again),
+              })
+            );
+        }
         observer?.jobFinished(outcome, (performance.now() - started) / 1000);
       }
     }
   }
 
-  async #finishDone(
-    job: ClaimedJob,
-    startedAt: number,
-    result: VideoJobResult,
-    published: Promise<unknown>,
-  ): Promise<void> {
+  /**
+   * Records `ending` through `queue.finish`, retrying while the store is unavailable (with
+   * backoff, for up to `storeRetryMs`): a job that ran to its end is not thrown away, nor run
+   * again, because Redis was away as it finished. The clip stays in memory meanwhile, and the
+   * job stays held by this worker (whose heartbeat goes on), so nobody reclaims it. When the
+   * store stays away longer, the job is handed back to run again once the store is back.
+   *
+   * @throws what `finish` throws other than {@linkcode StoreUnavailableError}.
+   */
+  async #record(job: ClaimedJob, ending: JobEnding): Promise<void> {
     const { queue } = this.#options;
+    const id = job.record.id;
+    const began = performance.now();
+    const limitMs = this.#options.storeRetryMs ?? DEFAULT_STORE_RETRY_MS;
+    for (let attempt = 1;; attempt++) {
+      let recorded: "finished" | "dropped";
+      try {
+        recorded = await queue.finish(job, ending);
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        const waited = performance.now() - began;
+        if (waited >= limitMs || this.#abandon.signal.aborted) {
+          this.#log.error(
+            `job ${id} could not be marked ${ending.status}: the job store was unavailable for ` +
+              `${formatDuration(waited)}; it is handed back to run again: ${errorMessage(error)}`,
+            {
+              event: "finish_failed",
+              generation: id,
+              status: ending.status,
+              error: errorMessage(error),
+            },
+          );
+          await queue.release(job).catch(() => {});
+          return;
+        }
+        if (attempt === 1) {
+          this.#log.warning(
+            `job ${id} is ${ending.status} but the job store is unavailable; retrying for up ` +
+              `to ${formatDuration(limitMs)}: ${errorMessage(error)}`,
+            {
+              event: "finish_retrying",
+              generation: id,
+              status: ending.status,
+              error: errorMessage(error),
+            },
+          );
+        }
+        await sleep(
+          Math.min(STORE_RETRY_FIRST_MS * 2 ** (attempt - 1), STORE_RETRY_MAX_MS),
+          this.#abandon.signal,
+        );
+        continue;
+      }
+      if (attempt > 1) {
+        const ms = Math.round(performance.now() - began);
+        this.#log.info(
+          `job ${id}: its ${ending.status} was recorded after ${
+            formatDuration(ms)
+          } of store outage`,
+          {
+            event: "finish_recorded",
+            generation: id,
+            status: ending.status,
+            waited_ms: ms,
+          },
+        );
+      }
+      if (recorded === "dropped" && ending.data !== JOB_LOST_ERROR) {
+        this.#log.warning(
+          `job ${id} was no longer this worker's to end (taken over or gone); its ${ending.status} ` +
+            "was not recorded",
+          { event: "finish_dropped", generation: id, status: ending.status },
+        );
+      }
+      return;
+    }
+  }
+
+  #doneEnding(job: ClaimedJob, startedAt: number, result: VideoJobResult): JobEnding {
     const { id, createdAt } = job.record;
-    await queue.putVideo(id, {
-      bytes: result.bytes,
-      contentType: result.contentType,
-      format: result.format,
-    });
-    await published;
     const t = result.timings;
-    await this.#finish(id, "done", {
-      video_url: (this.#options.videoUrl ?? defaultVideoUrl)(id),
-      format: result.format,
-      bytes: result.bytes.length,
-      seed: result.seed,
-      width: result.width,
-      height: result.height,
-      frames: result.frames,
-      fps: result.fps,
-      timings: {
+    return {
+      status: "done",
+      data: {
+        video_url: (this.#options.videoUrl ?? defaultVideoUrl)(id),
+        format: result.format,
+        bytes: result.bytes.length,
+        seed: result.seed,
+        width: result.width,
+        height: result.height,
+        frames: result.frames,
+        fps: result.fps,
+        timings: {
+          queued_ms: Math.max(0, startedAt - createdAt),
+          preparing_ms: t.preparingMs,
+          conditioning_ms: t.conditioningMs,
+          sampling_ms: t.samplingMs,
+          decoding_ms: t.decodingMs,
+          encoding_ms: t.encodingMs,
+          total_ms: t.totalMs,
+        },
+      },
+      patch: {
+        finishedAt: Date.now(),
+        video: {
+          format: result.format,
+          bytes: result.bytes.length,
+          contentType: result.contentType,
+        },
+      },
+      video: { bytes: result.bytes, contentType: result.contentType, format: result.format },
+    };
+  }
+
+  #logDone(id: string, startedAt: number, createdAt: number, result: VideoJobResult): void {
+    const t = result.timings;
+    this.#log.info(
+      `job ${id} done in ${formatDuration(t.totalMs)} (sampling ${formatDuration(t.samplingMs)}, ` +
+        `decoding ${formatDuration(t.decodingMs)}, encoding ${formatDuration(t.encodingMs)}): ` +
+        `${result.format}, ${result.bytes.length} bytes`,
+      {
+        event: "job_done",
+        generation: id,
+        format: result.format,
+        bytes: result.bytes.length,
+        frames: result.frames,
+        width: result.width,
+        height: result.height,
+        seed: result.seed,
         queued_ms: Math.max(0, startedAt - createdAt),
         preparing_ms: t.preparingMs,
         conditioning_ms: t.conditioningMs,
@@ -291,47 +541,50 @@ export class WorkerLoop {
         encoding_ms: t.encodingMs,
         total_ms: t.totalMs,
       },
-    }, {
-      video: { format: result.format, bytes: result.bytes.length, contentType: result.contentType },
-    });
+    );
   }
 
-  /** Record first, then the terminal event: a client that sees the event finds the status. */
-  async #finish(
+  /** Logs a failed job (`job_failed`) and returns its `error` event. */
+  #logFailure(
+    worker: string,
     id: string,
-    status: JobOutcome,
-    data: Record<string, unknown>,
-    patch: Record<string, unknown> = {},
-  ): Promise<void> {
-    const { queue } = this.#options;
-    try {
-      await queue.update(id, { status, finishedAt: Date.now(), ...patch });
-      await queue.publish(id, status, data);
-    } catch (error) {
-      this.#log({ event: "finish_failed", job: id, status, message: messageOf(error) });
-    }
+    progress: string,
+    started: number,
+    error: unknown,
+  ): { code: string; message: string } {
+    const failure = jobError(error);
+    // A bad input (a 4xx in the error table) is the client's; anything else the service's.
+    const level = describeError(error, "job").status < 500 ? "warning" : "error";
+    this.#log[level](
+      `job ${id} failed (${failure.code}) ${progress}: ${errorMessage(error)}`,
+      {
+        event: "job_failed",
+        generation: id,
+        worker,
+        code: failure.code,
+        at: progress,
+        running_ms: Math.round(performance.now() - started),
+        error: errorMessage(error),
+      },
+    );
+    return failure;
   }
 }
 
-/** The `error` event of a failed job: a stable code and a message without internals. */
-export function describeJobError(error: unknown): { code: string; message: string } {
-  if (error instanceof InferenceWorkerError) {
-    return {
-      code: error.reason === "crashed" ? "inference_worker_crashed" : "inference_unavailable",
-      message: error.reason === "crashed"
-        ? "The inference worker crashed during this generation; the next one starts a fresh worker"
-        : "The inference worker is not available; retry later",
-    };
-  }
-  if (error instanceof UnsupportedImageError || error instanceof ImageTooLargeError) {
-    return { code: error.code, message: error.message };
-  }
-  if (error instanceof ParameterError) return { code: "invalid_parameter", message: error.message };
-  if (error instanceof FfmpegError || error instanceof FfmpegNotFoundError) {
-    return { code: "encoding_failed", message: "The video could not be encoded" };
-  }
-  return { code: "internal_error", message: "The generation failed unexpectedly" };
+/** The ending of a failed job. */
+function errorEnding(failure: { code: string; message: string }): JobEnding {
+  return {
+    status: "error",
+    data: failure,
+    patch: { finishedAt: Date.now(), error: { code: failure.code, message: failure.message } },
+  };
 }
+
+/** How long an ending is retried through a store outage, by default: 10 minutes. */
+export const DEFAULT_STORE_RETRY_MS = 10 * 60_000;
+/** First and longest wait between tries of an ending. */
+const STORE_RETRY_FIRST_MS = 250;
+const STORE_RETRY_MAX_MS = 2000;
 
 function defaultVideoUrl(id: string): string {
   return `/v1/generations/${encodeURIComponent(id)}/video`;
@@ -358,8 +611,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       resolve();
     }
   });
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

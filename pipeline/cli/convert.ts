@@ -12,7 +12,7 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/mod.ts";
 import { convertCheckpoint } from "../convert/convert.ts";
-import { GRAPH_FILES, type GraphName } from "../convert/model_manifest.ts";
+import { GRAPH_FILES, type GraphName } from "../model_json/mod.ts";
 import { openWeightSource } from "../convert/open_source.ts";
 import { ATTENTION_FORMS } from "../networks/layers.ts";
 import { ProgressBar } from "../weights/progress_bar.ts";

@@ -8,50 +8,49 @@
  */
 
 import { parseArgs } from "node:util";
-import {
-  loadConfig,
-  ParameterError,
-  parseSamplingOverrides,
-  resolveSamplingParams,
-  type SamplingParams,
-  type SvdConfig,
-} from "../config/mod.ts";
-import { type ExplicitNoise, generateVideo } from "../generate.ts";
+import { loadConfig, type SvdConfig } from "../config/mod.ts";
+import { type ExplicitNoise, generateVideo, modelConstants } from "../generate.ts";
+import { assertImageSize, sniffImage } from "../image/mod.ts";
 import { prepareImage } from "../image/prepare_image.ts";
-import { SIZE_POLICIES, type SizePolicy } from "../image/size_policy.ts";
+import {
+  checkFields,
+  cliHelp,
+  cliOptions,
+  cliRequestInput,
+  CRF_ALLOWED,
+  type GenerationRequest,
+  ParameterError,
+  parseRequest,
+  REQUEST_FIELDS,
+} from "../request/mod.ts";
 import { InferenceClient, readModelDirectory } from "../runtime/mod.ts";
 import { SafetensorsFile } from "../safetensors/reader.ts";
 import { float32Entry, writeSafetensors } from "../safetensors/writer.ts";
 import { encodeVideo, VIDEO_FORMATS, type VideoFormat } from "../video/mod.ts";
+import { watermarkFrames } from "../watermark/watermark_frames.ts";
 import { ProgressBar } from "../weights/progress_bar.ts";
+import { checkFfmpeg, checkInput, checkOutput } from "./_checks.ts";
 import { ensureDemoModel } from "./demo_model.ts";
 import { runCli, UsageError } from "./run_cli.ts";
 
-const USAGE = `Usage: deno task i2v --image FILE --out FILE [options]
-  --model DIR            converted model directory (default: the tiny random demo model)
-  --config FILE          sampling defaults from this config instead of the model's
-  --num-frames N --steps N --fps N --motion-bucket-id N --cond-aug X --seed N
-  --min-guidance X --max-guidance X --guider linear|triangle --decoding-t N
-  --width N --height N --size cover|contain|stretch|native
-  --format mp4|webm|gif|frames (default: from --out's extension) --crf N
-  --noise FILE           safetensors with noise [T,4,h,w] and cond_aug_noise [1,3,H,W]
-  --save-latents FILE    write final_latent [T,4,h,w] as safetensors
-  --provider cpu|cuda|webgpu --max-pixels N`;
+const PROVIDERS = ["cpu", "cuda", "webgpu"] as const;
+const MAX_PIXELS = 64e6;
 
-const SAMPLING_FLAGS = [
-  "num-frames",
-  "steps",
-  "fps",
-  "motion-bucket-id",
-  "cond-aug",
-  "seed",
-  "min-guidance",
-  "max-guidance",
-  "guider",
-  "decoding-t",
-  "width",
-  "height",
-] as const;
+const USAGE = `Usage: deno task i2v --image FILE --out FILE [options]
+  --image FILE               the input image (PNG, JPEG; WebP through ffmpeg)
+  --out FILE                 the clip, or a folder of PNGs with --format frames
+  --model DIR                converted model directory (default: the tiny random demo model)
+  --config FILE              sampling defaults from this config instead of the model's
+  --noise FILE               safetensors with noise [T,4,h,w] and cond_aug_noise [1,3,H,W]
+  --save-latents FILE        write final_latent [T,4,h,w] as safetensors
+  --provider ${PROVIDERS.join("|")}   ONNX Runtime's execution provider (default cpu)
+  --max-pixels N             largest input image, width × height (default ${MAX_PIXELS})
+Generation (a flag left out takes the default):
+${
+  cliHelp({
+    format: ", or frames: a folder of PNGs (default: from --out's extension)",
+  }).join("\n")
+}`;
 
 /** Runs the image-to-video CLI with `args`. */
 export async function main(args: string[]): Promise<void> {
@@ -62,73 +61,99 @@ export async function main(args: string[]): Promise<void> {
       out: { type: "string" },
       model: { type: "string" },
       config: { type: "string" },
-      format: { type: "string" },
-      size: { type: "string", default: "cover" },
-      crf: { type: "string" },
       noise: { type: "string" },
       "save-latents": { type: "string" },
       provider: { type: "string", default: "cpu" },
-      "max-pixels": { type: "string", default: String(64e6) },
+      "max-pixels": { type: "string", default: String(MAX_PIXELS) },
       help: { type: "boolean", short: "h", default: false },
-      ...Object.fromEntries(SAMPLING_FLAGS.map((f) => [f, { type: "string" as const }])),
+      ...cliOptions(),
     },
   });
   if (values.help) return console.log(USAGE);
+
+  // 1. Everything typed is checked before anything slow starts: flags, files, output, ffmpeg.
   if (!values.image) throw new UsageError(`--image is required\n${USAGE}`);
   if (!values.out) throw new UsageError(`--out is required\n${USAGE}`);
-  const format = (values.format ?? formatFromPath(values.out)) as VideoFormat;
-  if (!VIDEO_FORMATS.includes(format)) {
-    throw new UsageError(`--format must be one of ${VIDEO_FORMATS.join(", ")}, got "${format}"`);
+  const typed = values as Readonly<Record<string, string | boolean | undefined>>;
+  const format = (typed.format as string | undefined) ?? formatFromPath(values.out);
+  if (!VIDEO_FORMATS.includes(format as VideoFormat)) {
+    throw new ParameterError(
+      "format",
+      format,
+      "is not an allowed value",
+      VIDEO_FORMATS.join(" | "),
+    );
   }
-  const size = values.size as SizePolicy;
-  if (!SIZE_POLICIES.includes(size)) {
-    throw new UsageError(`--size must be one of ${SIZE_POLICIES.join(", ")}, got "${size}"`);
+  const frames = format === "frames"; // a folder of PNGs: the CLI's own output, not a request's
+  if (frames && typed.crf !== undefined) {
+    throw new ParameterError("crf", typed.crf, "does not apply to frames", CRF_ALLOWED);
   }
-  const provider = values.provider as "cpu" | "cuda" | "webgpu";
-  if (!["cpu", "cuda", "webgpu"].includes(provider)) {
-    throw new UsageError(`--provider must be cpu, cuda or webgpu, got "${provider}"`);
+  const input = cliRequestInput({ ...values, format: frames ? undefined : format });
+  checkFields(input, "cli");
+  const provider = values.provider as (typeof PROVIDERS)[number];
+  if (!PROVIDERS.includes(provider)) {
+    throw new UsageError(`--provider must be ${PROVIDERS.join(", ")}, got "${provider}"`);
   }
-  const crf = values.crf === undefined ? undefined : Number(values.crf);
+  const maxPixels = Number(values["max-pixels"]);
+  if (!Number.isSafeInteger(maxPixels) || maxPixels < 1) {
+    throw new UsageError(`--max-pixels must be a whole number ≥ 1, got "${values["max-pixels"]}"`);
+  }
+  await checkInput("--image", values.image);
+  if (values.model) await checkInput("--model", values.model, { directory: true });
+  if (values.config) await checkInput("--config", values.config);
+  if (values.noise) await checkInput("--noise", values.noise);
+  await checkOutput(values.out, { folder: frames });
+  if (values["save-latents"]) await checkOutput(values["save-latents"], { folder: false });
+  await checkFfmpeg();
+  const imageBytes = await Deno.readFile(values.image);
+  assertImageSize(sniffImage(imageBytes), maxPixels);
+  const noise = values.noise ? await readNoise(values.noise) : undefined;
 
-  let modelDir = values.model;
-  if (!modelDir) {
-    modelDir = await ensureDemoModel();
+  // 2. The model's defaults, and the request with them.
+  const modelDir = values.model ?? await ensureDemoModel();
+  const config: SvdConfig = values.config
+    ? await loadConfig(values.config)
+    : (await readModelDirectory(modelDir)).manifest.config;
+  const request = parseRequest(noise ? withNoiseShape(input, noise) : input, {
+    surface: "cli",
+    model: config.name,
+    sampling: config.sampling,
+  });
+  if (!values.model) {
     console.error(
       `No --model given: using the tiny demo model in ${modelDir}. Its weights are random, so the ` +
         `video is coloured noise, not an animation of your image. For real output convert a ` +
         `checkpoint (deno task weights svd_xt) and pass --model models/svd_xt.`,
     );
   }
+  const { params } = request;
 
-  // Everything the user typed is checked before the model loads.
-  const noise = values.noise ? await readNoise(values.noise) : undefined;
-  const config: SvdConfig = values.config
-    ? await loadConfig(values.config)
-    : (await readModelDirectory(modelDir)).manifest.config;
-  const params = samplingParams(values, config, noise);
+  // 3. The model, then the generation.
   const client = await InferenceClient.start({ modelDir, provider });
-
-  const controller = new AbortController();
-  const cancel = () => controller.abort(new Error("interrupted (Ctrl-C)"));
-  Deno.addSignalListener("SIGINT", cancel);
   const bar = new ProgressBar({ label: "i2v", unit: "items" });
+  const controller = new AbortController();
+  const cancel = () => {
+    bar.stop(); // the message that follows starts on a line of its own
+    controller.abort(new Error("interrupted (Ctrl-C)"));
+  };
+  Deno.addSignalListener("SIGINT", cancel);
   try {
-    const image = await prepareImage(await Deno.readFile(values.image), {
+    const image = await prepareImage(imageBytes, {
       width: params.width,
       height: params.height,
-      policy: size,
-      maxPixels: Number(values["max-pixels"]),
+      policy: request.size,
+      maxPixels,
     });
     if (noise && (image.width !== params.width || image.height !== params.height)) {
       throw new UsageError(
-        `--noise is for ${params.width}×${params.height}, but --size ${size} made the image ` +
-          `${image.width}×${image.height}; use --size cover`,
+        `--noise is for ${params.width}×${params.height}, but --size ${request.size} made the ` +
+          `image ${image.width}×${image.height}; use --size cover`,
       );
     }
     const video = await generateVideo({
       image: image.tensor,
       params: { ...params, width: image.width, height: image.height },
-      model: { scaleFactor: config.scaleFactor, ...config.sampling },
+      model: modelConstants(config),
       networks: client,
       noise,
       previews: false,
@@ -144,56 +169,59 @@ export async function main(args: string[]): Promise<void> {
         metadata: { seed: String(video.seed) },
       });
     }
+    if (request.watermark) {
+      const marked = await watermarkFrames(video.frames, video.width, video.height, {
+        signal: controller.signal,
+      });
+      if (!marked) {
+        console.error(
+          `${video.width}×${video.height} is too small to carry the watermark; not marked`,
+        );
+      }
+    }
     const encoded = await encodeVideo(video.frames, {
       width: video.width,
       height: video.height,
       fps: params.fps,
-      format,
+      format: frames ? "frames" : request.format,
       out: values.out,
-      crf,
+      crf: request.crf,
       signal: controller.signal,
     });
     const t = video.timings;
     console.log(
-      `${encoded.path}: ${format}, ${encoded.frames} frames ${video.width}×${video.height} at ` +
-        `${encoded.fps} fps, seed ${video.seed}; conditioning ${t.conditioningMs} ms, sampling ` +
+      `${encoded.path}: ${encoded.format}, ${encoded.frames} frames ${video.width}×${video.height} ` +
+        `at ${encoded.fps} fps, seed ${video.seed}; conditioning ${t.conditioningMs} ms, sampling ` +
         `${t.samplingMs} ms, decoding ${t.decodingMs} ms`,
     );
   } finally {
+    bar.stop();
     Deno.removeSignalListener("SIGINT", cancel);
     await client.close();
   }
 }
 
-/** Sampling parameters from flags over config defaults; `--noise` fixes frames and size. */
-function samplingParams(
-  values: Record<string, unknown>,
-  config: SvdConfig,
-  noise: ExplicitNoise | undefined,
-): SamplingParams {
-  const input: Record<string, unknown> = {};
-  for (const flag of SAMPLING_FLAGS) {
-    if (values[flag] !== undefined) input[flag.replaceAll("-", "_")] = values[flag];
-  }
-  const overrides: { -readonly [K in keyof SamplingParams]?: SamplingParams[K] } =
-    parseSamplingOverrides(input);
-  if (noise) {
-    const [frames, , h, w] = noise.noise.dims;
-    for (
-      const [field, value] of [["numFrames", frames], ["width", 8 * w], ["height", 8 * h]] as const
-    ) {
-      if (overrides[field] !== undefined && overrides[field] !== value) {
-        throw new ParameterError(
-          field,
-          overrides[field],
-          `differs from the --noise file`,
-          String(value),
-        );
-      }
-      overrides[field] = value;
+/** `--noise` fixes the frames and the size: a flag that says otherwise is refused. */
+function withNoiseShape(
+  input: Readonly<Record<string, unknown>>,
+  noise: ExplicitNoise,
+): Record<string, unknown> {
+  const [frames, , h, w] = noise.noise.dims;
+  const shape: Partial<Record<keyof GenerationRequest["params"], number>> = {
+    numFrames: frames,
+    width: 8 * w,
+    height: 8 * h,
+  };
+  const out = { ...input };
+  for (const [name, value] of Object.entries(shape)) {
+    const { key } = REQUEST_FIELDS[name as keyof typeof shape];
+    const given = out[key] === undefined ? undefined : Number(out[key]);
+    if (given !== undefined && given !== value) {
+      throw new ParameterError(key, given, "differs from the --noise file", String(value));
     }
+    out[key] = String(value);
   }
-  return resolveSamplingParams(overrides, config.sampling);
+  return out;
 }
 
 /** Reads `noise` [T,4,h,w] and `cond_aug_noise` [1,3,8h,8w] from a safetensors file. */

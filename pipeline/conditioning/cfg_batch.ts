@@ -15,13 +15,22 @@ import { vScalingEdmCNoise } from "../sampling/denoiser_scaling.ts";
 
 const f32 = Math.fround;
 
+/** How a step's CFG batch reaches the UNet (the sampler's `unetBatch` option). */
+export const UNET_BATCHES = ["cfg", "split"] as const;
+
+/**
+ * `cfg`: one UNet call on `[uncond; cond]` (2T rows, as sgm and diffusers do); `split`: two calls
+ * of one video each ({@linkcode splitCfgFeeds}), about half the UNet's activation memory.
+ */
+export type UnetBatch = (typeof UNET_BATCHES)[number];
+
 /** The conditioner's output for one video (sgm's `c`). */
 export interface VideoConditioning {
   /** `[1, 1, D]` CLIP image embedding of the clean image (or `[T, 1, D]`, one row per frame). */
   readonly crossattn: Tensor;
   /** `[1, 4, h, w]` VAE latent of the noise-augmented image (or `[T, 4, h, w]`). */
   readonly concat: Tensor;
-  /** `[T, 768]` micro-conditioning (`microConditioningVector`). */
+  /** `[T, 3·outdim]` micro-conditioning (`microConditioningVector`; 768 wide in SVD). */
   readonly vector: Tensor;
 }
 
@@ -33,7 +42,7 @@ export interface UnetFeeds {
   readonly timesteps: Tensor;
   /** `[2T, 1, D]` CLIP embedding per frame. */
   readonly context: Tensor;
-  /** `[2T, 768]` micro-conditioning. */
+  /** `[2T, 3·outdim]` micro-conditioning. */
   readonly y: Tensor;
   /** `[2, T]` zeros: both videos are videos, so every blend uses the learned mix factor. */
   readonly imageOnlyIndicator: Tensor;
@@ -130,4 +139,37 @@ function perFrame(value: Tensor, frames: number, name: string): Float32Array {
   const out = new Float32Array(frames * value.data.length);
   for (let t = 0; t < frames; t++) out.set(value.data, t * value.data.length); // [1, ...] -> [T, ...]
   return out;
+}
+
+/**
+ * The CFG batch as two UNet calls of one video each: `[uncond, cond]`, every feed cut at row T and
+ * `image_only_indicator` `[1, T]`. The UNet treats the two videos of a batch independently
+ * (spatial layers per frame, temporal layers per video), so the two halves give the batched
+ * call's output; each call needs about half the activation memory. diffusers has no such switch
+ * (it always batches); sgm neither.
+ *
+ * @param feeds one step's feeds from {@linkcode cfgUnetFeeds} (N = 2T)
+ * @returns the unconditional and the conditional video's feeds (N = T each)
+ */
+export function splitCfgFeeds(feeds: UnetFeeds): [UnetFeeds, UnetFeeds] {
+  const frames = feeds.imageOnlyIndicator.dims[1];
+  const half = (t: Tensor, which: 0 | 1): Tensor => {
+    if (t.dims[0] !== 2 * frames) {
+      throw new RangeError(`splitCfgFeeds needs ${2 * frames} rows, got ${formatDims(t.dims)}`);
+    }
+    const rows = t.data.length / t.dims[0];
+    // [2T, ...] -> [T, ...], rows 0..T-1 or T..2T-1 (a view, no copy)
+    return tensor(
+      [frames, ...t.dims.slice(1)],
+      t.data.subarray(which * frames * rows, (which + 1) * frames * rows),
+    );
+  };
+  const video = (which: 0 | 1): UnetFeeds => ({
+    x: half(feeds.x, which),
+    timesteps: half(feeds.timesteps, which),
+    context: half(feeds.context, which),
+    y: half(feeds.y, which),
+    imageOnlyIndicator: tensor([1, frames]),
+  });
+  return [video(0), video(1)];
 }

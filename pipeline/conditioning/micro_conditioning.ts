@@ -1,7 +1,8 @@
 /**
  * SVD's micro-conditioning `vector` (the UNet's `y`, fed to `label_emb`): the sinusoidal embeddings
  * of `fps_id`, `motion_bucket_id` and `cond_aug`, concatenated in that order (sgm's conditioner
- * embedders 1, 2 and 4, each a `ConcatTimestepEmbedderND(outdim=256)`).
+ * embedders 1, 2 and 4, each a `ConcatTimestepEmbedderND(outdim)`, outdim 256 in SVD: any width
+ * works, as long as the UNet's `adm_in_channels` is 3 × outdim).
  *
  * diffusers: `StableVideoDiffusionPipeline._get_add_time_ids` passes `[fps - 1, motion_bucket_id,
  * noise_aug_strength]` to the UNet, whose `add_time_proj = Timesteps(256, True, 0)` embeds them.
@@ -21,7 +22,7 @@ export interface MicroConditioning {
    * default 6, diffusers takes fps, default 7). Used as given here.
    */
   readonly fpsId: number;
-  /** Amount of motion, 0..255 (default 127). */
+  /** Amount of motion: the request field `motion_bucket_id` (any integer embeds; see its range). */
   readonly motionBucketId: number;
   /** Noise-augmentation strength of the conditioning frame (default 0.02). */
   readonly condAug: number;
@@ -71,20 +72,20 @@ export function timestepEmbedding(
  * identical (sgm repeats each scalar per frame), and the unconditional branch uses the same vector.
  *
  * @param frames number of frames T
- * @param outdim width of each embedding (256 in SVD, so `y` is 768 wide)
+ * @param outdim width of each embedding (256 in SVD, so `y` is 768 wide), ≥ 1
  * @returns `[T, 3*outdim]`
  *
  * @example
  * ```ts
  * import { microConditioningVector } from "./micro_conditioning.ts";
- * const y = microConditioningVector({ fpsId: 6, motionBucketId: 127, condAug: 0.02 }, 14);
+ * const y = microConditioningVector({ fpsId: 6, motionBucketId: 127, condAug: 0.02 }, 14, 256);
  * y.dims; // [14, 768]
  * ```
  */
 export function microConditioningVector(
   conditioning: MicroConditioning,
   frames: number,
-  outdim = 256,
+  outdim: number,
 ): Tensor {
   if (!Number.isInteger(frames) || frames < 1) {
     throw new RangeError(

@@ -6,7 +6,7 @@
  */
 
 import type { FieldReader } from "./_field_reader.ts";
-import { SAMPLING_LIMITS } from "./sampling_params.ts";
+import { guidanceOrder } from "../request/parse_request.ts";
 import type { SvdConfig } from "./svd_config.ts";
 
 /**
@@ -102,22 +102,14 @@ export function checkConsistency(config: SvdConfig, reader: FieldReader): void {
   }
 
   // Sampling: scales and noise levels in order. Blame the field that was written.
-  if (sampling.minGuidance > sampling.maxGuidance) {
-    const minWritten = reader.raw.sampling?.min_guidance !== undefined;
-    if (minWritten) {
-      reader.fail(
-        "sampling.min_guidance",
-        sampling.minGuidance,
-        `is above ${name("sampling.max_guidance")} (${sampling.maxGuidance})`,
-        `0..${sampling.maxGuidance}`,
-      );
-    }
-    reader.fail(
-      "sampling.max_guidance",
-      sampling.maxGuidance,
-      `is below ${name("sampling.min_guidance")} (${sampling.minGuidance})`,
-      `${sampling.minGuidance}..${(SAMPLING_LIMITS.maxGuidance as { max: number }).max}`,
-    );
+  const guidance = guidanceOrder(
+    sampling.minGuidance,
+    sampling.maxGuidance,
+    reader.raw.sampling?.min_guidance !== undefined,
+    (key) => name(`sampling.${key}`),
+  );
+  if (guidance) {
+    reader.fail(`sampling.${guidance.field}`, guidance.value, guidance.problem, guidance.allowed);
   }
   if (sampling.sigmaMin >= sampling.sigmaMax) {
     reader.fail(

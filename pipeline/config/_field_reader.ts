@@ -6,6 +6,7 @@
  */
 
 import { ConfigError } from "./config_error.ts";
+import { allowedOf, checkValue } from "../request/field_values.ts";
 import { FIELD_SPECS } from "./_field_specs.ts";
 import { checkLimit, describeLimit, type Limit } from "./limits.ts";
 import type { RawSvdConfig } from "./svd_config.ts";
@@ -45,6 +46,9 @@ export class FieldReader {
       }
     } else if (spec.kind === "value") {
       this.check(path, value, spec.limit);
+    } else if (spec.kind === "request") {
+      const problem = checkValue(spec.field, value);
+      if (problem) this.failAt(path, value, problem, allowedOf(spec.field));
     } else {
       const allowed = `a list of ${describeLimit(spec.length)} entries, each ${
         describeLimit(spec.item)
@@ -143,6 +147,7 @@ export function describeSpec(key: string): string {
   if (!spec) return "a value";
   if (spec.kind === "text") return spec.allowed;
   if (spec.kind === "value") return describeLimit(spec.limit);
+  if (spec.kind === "request") return allowedOf(spec.field);
   return `a list of ${describeLimit(spec.length)} entries, each ${describeLimit(spec.item)}`;
 }
 

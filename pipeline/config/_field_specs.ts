@@ -1,8 +1,8 @@
 /**
  * Allowed values of every field of our config format, keyed by its dotted path in
  * `configs/*.yaml` (which is also its place in `RawSvdConfig`). Readers of both formats check
- * values against this table; the sampling entries come from `SAMPLING_LIMITS`, the one place of
- * run-time ranges.
+ * values against this table; the `sampling` entries are the request's sampling fields, checked by
+ * the request declaration itself (`pipeline/request/`), plus the noise schedule.
  *
  * Network ranges are generous sanity bounds (a typo such as `model_channels: 3200` passes,
  * `-320` or `32O` does not); the structural constraints that matter are the cross-field checks in
@@ -11,13 +11,15 @@
  * @module
  */
 
+import { type FieldDeclaration, fieldsOn, REQUEST_FIELDS } from "../request/fields.ts";
 import type { IntegerLimit, Limit } from "./limits.ts";
-import { SAMPLING_LIMITS, SCHEDULE_LIMITS } from "./sampling_params.ts";
+import { SCHEDULE_LIMITS } from "./sampling_params.ts";
 
 /** What a field may hold. */
 export type FieldSpec =
   | { readonly kind: "value"; readonly limit: Limit }
   | { readonly kind: "list"; readonly length: IntegerLimit; readonly item: Limit }
+  | { readonly kind: "request"; readonly field: FieldDeclaration }
   | { readonly kind: "text"; readonly pattern: RegExp; readonly allowed: string };
 
 const int = (min: number, max: number, extra: Partial<IntegerLimit> = {}): FieldSpec => ({
@@ -66,8 +68,9 @@ export const FIELD_SPECS: Readonly<Record<string, FieldSpec>> = {
   "model.unet.num_head_channels": int(1, 1024),
   "model.unet.transformer_depth": int(1, 16),
   "model.unet.context_dim": int(1, 8192),
-  "model.unet.adm_in_channels": int(768, 768, {
-    note: "3 × 256: the fps_id, motion_bucket_id and cond_aug embeddings",
+  "model.unet.adm_in_channels": int(3, 3 * 4096, {
+    multipleOf: 3,
+    note: "3 × outdim: the fps_id, motion_bucket_id and cond_aug embeddings; SVD: 768",
   }),
   "model.unet.video_kernel_size": kernelSize,
 
@@ -93,7 +96,13 @@ export const FIELD_SPECS: Readonly<Record<string, FieldSpec>> = {
   "model.image_encoder.embed_dim": int(1, 8192),
 
   ...Object.fromEntries(
-    [...Object.values(SAMPLING_LIMITS), ...Object.values(SCHEDULE_LIMITS)].map((
+    fieldsOn("config").map((name) => {
+      const field = REQUEST_FIELDS[name];
+      return [`sampling.${field.key}`, { kind: "request", field }];
+    }),
+  ),
+  ...Object.fromEntries(
+    Object.values(SCHEDULE_LIMITS).map((
       { key, ...limit },
     ) => [`sampling.${key}`, { kind: "value", limit: limit as Limit }]),
   ),

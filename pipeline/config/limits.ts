@@ -1,7 +1,7 @@
 /**
  * Allowed values of one configuration field or run-time parameter, how to check a value against
- * them and how to say them in an error message. Shared by the config loader (which adds file and
- * line) and by `resolveSamplingParams` (which the CLI and the HTTP API call).
+ * them and how to say them in an error message: the config loader's (which adds file and line),
+ * and the words of a request field's allowed values (`pipeline/request/field_values.ts`).
  *
  * @module
  */

@@ -8,11 +8,13 @@
 
 import { checkConsistency } from "./_consistency.ts";
 import { FieldReader } from "./_field_reader.ts";
+import { readEmbeddedConfig } from "./embedded_config.ts";
 import { isSgmConfig, readSgmConfig } from "./sgm_config.ts";
+import { REQUEST_FIELDS, SAMPLING_NAMES } from "../request/fields.ts";
 import type { SamplingDefaults } from "./sampling_params.ts";
 import type { SvdConfig } from "./svd_config.ts";
 import { readSvdStreamConfig } from "./svd_stream_config.ts";
-import { YamlSource } from "./yaml_source.ts";
+import { type YamlPath, YamlSource } from "./yaml_source.ts";
 
 /** Latent scale of SVD's KL-f8 autoencoder (sgm `scale_factor`). */
 const SCALE_FACTOR = 0.18215;
@@ -30,22 +32,8 @@ function familyDefaults(checkpoint: string) {
     : { numFrames: 14, numSteps: 25, minGuidance: 1.0, maxGuidance: 2.5 };
 }
 
-/** Sampling defaults shared by all SVD models (SVD_REFERENCE §1.3, §1.6). */
-const COMMON_SAMPLING = {
-  guider: "linear",
-  // sgm's script passes fps_id 6 and writes the video at 7 fps; we take the fps and pass fps − 1.
-  fps: 7,
-  motionBucketId: 127,
-  condAug: 0.02,
-  decodingT: 14,
-  // SVD was trained at 1024×576.
-  width: 1024,
-  height: 576,
-  sigmaMin: 0.002,
-  sigmaMax: 700,
-  rho: 7,
-  seed: null,
-} as const satisfies Partial<SamplingDefaults>;
+/** The EDM noise schedule of every SVD model (SVD_REFERENCE §1.3); not a request field. */
+const SCHEDULE = { sigmaMin: 0.002, sigmaMax: 700, rho: 7 } as const;
 
 /**
  * Reads and validates the config at `path` (our format or sgm's).
@@ -74,7 +62,25 @@ export function parseConfig(text: string, path: string): SvdConfig {
   const format = isSgmConfig(source.root) ? "sgm" : "svd-stream";
   if (format === "sgm") readSgmConfig(reader);
   else readSvdStreamConfig(reader);
-  const config = resolve(reader, { path, format });
+  return finish(reader, { path, format });
+}
+
+/**
+ * Validates a resolved config stored at `at` in a parsed JSON or YAML document (a model
+ * directory's `model.json`), with the same field, default and cross-field checks as
+ * {@linkcode parseConfig}; errors name the file, its line and the field as stored
+ * (`config.unet.channelMult[1]`).
+ *
+ * @throws {ConfigError} as `loadConfig`.
+ */
+export function parseEmbeddedConfig(source: YamlSource, at: YamlPath): SvdConfig {
+  const reader = new FieldReader(source);
+  return finish(reader, readEmbeddedConfig(reader, at));
+}
+
+/** Fills the defaults, runs the cross-field checks and freezes the result. */
+function finish(reader: FieldReader, source: SvdConfig["source"]): SvdConfig {
+  const config = resolve(reader, source);
   checkConsistency(config, reader);
   return deepFreeze(config);
 }
@@ -131,21 +137,15 @@ function resolve(reader: FieldReader, source: SvdConfig["source"]): SvdConfig {
       embedDim: need("model.image_encoder.embed_dim", clip.embed_dim),
     },
     sampling: {
-      numFrames: s.num_frames ?? family.numFrames,
-      numSteps: s.steps ?? family.numSteps,
-      minGuidance: s.min_guidance ?? family.minGuidance,
-      maxGuidance: s.max_guidance ?? family.maxGuidance,
-      guider: s.guider ?? COMMON_SAMPLING.guider,
-      fps: s.fps ?? COMMON_SAMPLING.fps,
-      motionBucketId: s.motion_bucket_id ?? COMMON_SAMPLING.motionBucketId,
-      condAug: s.cond_aug ?? COMMON_SAMPLING.condAug,
-      decodingT: s.decoding_t ?? COMMON_SAMPLING.decodingT,
-      width: s.width ?? COMMON_SAMPLING.width,
-      height: s.height ?? COMMON_SAMPLING.height,
-      sigmaMin: s.sigma_min ?? COMMON_SAMPLING.sigmaMin,
-      sigmaMax: s.sigma_max ?? COMMON_SAMPLING.sigmaMax,
-      rho: s.rho ?? COMMON_SAMPLING.rho,
-      seed: s.seed ?? COMMON_SAMPLING.seed,
+      // Each request field: the file, else the model family's default, else the declared one.
+      ...Object.fromEntries(SAMPLING_NAMES.map((name) => {
+        const field: { key: string; default?: unknown } = REQUEST_FIELDS[name];
+        const written = (s as Record<string, unknown>)[field.key];
+        return [name, written ?? (family as Record<string, unknown>)[name] ?? field.default];
+      })) as Omit<SamplingDefaults, "sigmaMin" | "sigmaMax" | "rho">,
+      sigmaMin: s.sigma_min ?? SCHEDULE.sigmaMin,
+      sigmaMax: s.sigma_max ?? SCHEDULE.sigmaMax,
+      rho: s.rho ?? SCHEDULE.rho,
     },
   };
 }

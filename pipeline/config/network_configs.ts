@@ -27,7 +27,10 @@ export interface VideoUnetConfig {
   readonly transformerDepth: number;
   /** `context_dim`: 1024 (tiny: 64) = CLIP embedding width. */
   readonly contextDim: number;
-  /** `adm_in_channels`: 768 = 3 × 256. */
+  /**
+   * `adm_in_channels`: width of the `vector` conditioning, 3 × the `outdim` of the three
+   * micro-conditioning embeddings (fps_id, motion_bucket_id, cond_aug): 768 = 3 × 256 in SVD.
+   */
   readonly admInChannels: number;
   /** `video_kernel_size`: [3, 1, 1]. */
   readonly videoKernelSize: readonly [number, number, number];

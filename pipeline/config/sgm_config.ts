@@ -18,7 +18,7 @@
  */
 
 import { describeSpec, type FieldReader } from "./_field_reader.ts";
-import { type Limit, showValue } from "./limits.ts";
+import { describeLimit, type IntegerLimit, type Limit, showValue } from "./limits.ts";
 import type { YamlPath } from "./yaml_source.ts";
 
 const MODEL = ["model", "params"];
@@ -66,6 +66,9 @@ const UNET_ASSUMPTIONS: readonly [string, unknown, unknown][] = [
   ["disable_temporal_crossattention", false, false],
   ["dims", 2, 2],
 ];
+
+/** Width of one micro-conditioning embedding (`ConcatTimestepEmbedderND` outdim; SVD: 256). */
+const OUTDIM: IntegerLimit = { kind: "integer", min: 1, max: 4096, note: "SVD: 256" };
 
 /** SVD's conditioner, in order; the `vector` is [fps_id | motion_bucket_id | cond_aug]. */
 const EMBEDDER_LAYOUT: readonly [inputKey: string, className: string][] = [
@@ -292,6 +295,7 @@ function readConditioner(reader: FieldReader): void {
   if (embedders.length !== EMBEDDER_LAYOUT.length) {
     reader.failAt(EMBEDDERS, `${embedders.length} embedders`, "is not SVD's layout", layoutText);
   }
+  const outdims: [YamlPath, number][] = [];
   EMBEDDER_LAYOUT.forEach(([inputKey, className], i) => {
     const at = [...EMBEDDERS, i];
     reader.mapping(at);
@@ -302,12 +306,41 @@ function readConditioner(reader: FieldReader): void {
     });
     target(reader, at, [`sgm.modules.encoders.modules.${className}`]);
     if (className === "ConcatTimestepEmbedderND") {
-      // Three 256-wide sinusoidal embeddings make the UNet's 768-wide `vector`.
-      expectValue(reader, [...at, "params", "outdim"], 256, undefined);
+      // sgm's ConcatTimestepEmbedderND(outdim) has no default.
+      const path = [...at, "params", "outdim"];
+      const value = reader.source.get(path);
+      if (value == null) reader.missingAt(path, describeLimit(OUTDIM));
+      outdims.push([path, reader.check(path, value, OUTDIM)]);
     }
   });
+  checkOutdims(reader, outdims);
   readImageEncoder(reader, [...EMBEDDERS, 0, "params"]);
   checkConditioningEncoder(reader, [...EMBEDDERS, 3, "params"]);
+}
+
+/**
+ * The UNet's `vector` is the three sinusoidal embeddings side by side: one `outdim` for all three
+ * (as diffusers' single `addition_time_embed_dim`), and `adm_in_channels` = 3 × outdim.
+ */
+function checkOutdims(reader: FieldReader, outdims: readonly [YamlPath, number][]): void {
+  const [[firstPath, outdim], ...others] = outdims;
+  for (const [path, value] of others) {
+    if (value !== outdim) {
+      const first = reader.locatePath(firstPath).field;
+      reader.failAt(
+        path,
+        value,
+        `differs from ${first} (one width for the three embeddings)`,
+        String(outdim),
+      );
+    }
+  }
+  const adm = reader.raw.model?.unet?.adm_in_channels;
+  const expected = `${3 * outdim} (3 × the embedders' outdim ${outdim})`;
+  if (adm === undefined) reader.missing("model.unet.adm_in_channels", expected);
+  if (adm !== 3 * outdim) {
+    reader.fail("model.unet.adm_in_channels", adm, "does not fit the conditioner", expected);
+  }
 }
 
 function readImageEncoder(reader: FieldReader, params: YamlPath): void {

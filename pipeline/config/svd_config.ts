@@ -7,7 +7,8 @@
  */
 
 import type { ImageEncoderConfig, VaeConfig, VideoUnetConfig } from "./network_configs.ts";
-import type { GuiderKind, SamplingDefaults } from "./sampling_params.ts";
+import type { SamplingFieldsByKey } from "../request/fields.ts";
+import type { SamplingDefaults } from "./sampling_params.ts";
 
 /** Which VAE decoder the checkpoint has: sgm's temporal `VideoDecoder`, or the per-frame 2-D `AutoencoderKL` decoder. */
 export type DecoderKind = "temporal" | "image";
@@ -72,24 +73,16 @@ export interface RawImageEncoderConfig {
   embed_dim?: number;
 }
 
-/** `sampling` of our YAML format; every field has a default (see `loadConfig`). */
-export interface RawSamplingConfig {
-  num_frames?: number;
-  steps?: number;
-  min_guidance?: number;
-  max_guidance?: number;
-  guider?: GuiderKind;
-  fps?: number;
-  motion_bucket_id?: number;
-  cond_aug?: number;
-  decoding_t?: number;
-  width?: number;
-  height?: number;
+/**
+ * `sampling` of our YAML format: the request's sampling fields under their keys (declared in
+ * `pipeline/request/fields.ts`) and the noise schedule; every field has a default (see
+ * `loadConfig`).
+ */
+export type RawSamplingConfig = Partial<SamplingFieldsByKey> & {
   sigma_min?: number;
   sigma_max?: number;
   rho?: number;
-  seed?: number;
-}
+};
 
 /** A config file as written, after type and range checks, before defaults. */
 export interface RawSvdConfig {

@@ -20,7 +20,16 @@ import { buildVaeEncoder } from "../networks/vae_encoder.ts";
 import { buildVideoUnet } from "../networks/video_unet.ts";
 import type { WeightSource } from "../weights/weight_source.ts";
 import { sha256File } from "./file_hash.ts";
-import { GRAPH_FILES, type GraphName, MODEL_FORMAT, type ModelManifest } from "./model_manifest.ts";
+import {
+  type FileRecord,
+  GRAPH_FILES,
+  type GraphManifest,
+  type GraphName,
+  MANIFEST_FILE,
+  MODEL_FORMAT,
+  type ModelManifest,
+  writeModelJson,
+} from "../model_json/mod.ts";
 
 /** Options of {@linkcode convertCheckpoint}. */
 export interface ConvertOptions {
@@ -98,17 +107,8 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<ModelM
   const partial = `${out}.partial-${crypto.randomUUID().slice(0, 8)}`;
   await Deno.mkdir(partial, { recursive: true });
   try {
-    const manifest: ModelManifest = {
-      format: MODEL_FORMAT,
-      name: options.config.name,
-      createdAt: new Date().toISOString(),
-      source: options.source.description,
-      precision,
-      attention,
-      config: options.config,
-      graphs: {},
-      files: {},
-    };
+    const entries: Partial<Record<GraphName, GraphManifest>> = {};
+    const files: Record<string, FileRecord> = {};
     for (const name of graphs) {
       // Each graph is built, streamed to disk and dropped before the next one starts.
       const built = buildGraph(name, options.config, options.source, precision, attention);
@@ -117,7 +117,7 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<ModelM
         onProgress: (done, total) => options.onProgress?.({ graph: name, written: done, total }),
         metadata: { "svd-stream.graph": name, "svd-stream.source": options.source.description },
       });
-      manifest.graphs[name] = {
+      entries[name] = {
         file,
         data: written.dataPath ? `${file}.data` : undefined,
         dtype: graphPrecision(name, precision),
@@ -133,13 +133,24 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<ModelM
       for (const path of [written.modelPath, written.dataPath]) {
         if (!path) continue;
         const base = path.slice(path.lastIndexOf("/") + 1);
-        manifest.files[base] = {
+        files[base] = {
           bytes: (await Deno.stat(path)).size,
           sha256: await sha256File(path),
         };
       }
     }
-    await Deno.writeTextFile(`${partial}/model.json`, JSON.stringify(manifest, null, 2) + "\n");
+    const manifest: ModelManifest = {
+      format: MODEL_FORMAT,
+      name: options.config.name,
+      createdAt: new Date().toISOString(),
+      source: options.source.description,
+      precision,
+      attention,
+      config: options.config,
+      graphs: entries,
+      files,
+    };
+    await writeModelJson(`${partial}/${MANIFEST_FILE}`, manifest);
     if (options.force) await Deno.remove(out, { recursive: true }).catch(() => {});
     try {
       await Deno.rename(partial, out);

@@ -17,7 +17,7 @@ import { numel } from "../tensor.ts";
 import { randomWeight } from "../weights/random_weights.ts";
 import type { WeightSource } from "../weights/weight_source.ts";
 import { buildGraph } from "./convert.ts";
-import { GRAPH_FILES, type GraphName } from "./model_manifest.ts";
+import { GRAPH_FILES, type GraphName } from "../model_json/mod.ts";
 
 /** A source of any key that records the keys and shapes the graph builders ask for. */
 export class RecordingSource implements WeightSource {

@@ -1,15 +1,16 @@
 /**
- * A PNG decoder to 8-bit RGB, for every colour type, bit depth and Adam7 interlacing, with the
- * zlib stream inflated under a cap set by the IHDR size (a small image whose IDAT inflates to
- * gigabytes is refused as soon as it passes the cap).
+ * A PNG decoder to 8-bit RGB, for every colour type, bit depth and Adam7 interlacing, that
+ * checks the whole file first: chunk structure and every CRC ({@linkcode readPngChunks}), then
+ * the zlib stream inflated under a cap set by the IHDR size (a small file whose IDAT inflates to
+ * gigabytes is refused as soon as it passes the cap, having used no more than the cap), to its
+ * end (a cut stream or a wrong Adler-32 is refused).
  *
  * Colour as PIL's `Image.open(...).convert("RGB")`: grey replicated to R = G = B (1, 2, 4-bit
  * grey scaled to 0–255), palette indices looked up (an index past the palette reads black),
  * alpha and `tRNS` transparency DROPPED (a transparent pixel keeps its stored colour), 16-bit
  * samples keep their high byte. One difference: PIL's 16-bit grey ("I;16") → "RGB" clips the
  * value at 255; here it keeps the high byte like the colour types. Ancillary chunks (gamma,
- * ICC profiles, text) are ignored, as is APNG animation (the default image is read). CRCs are
- * not checked.
+ * ICC profiles, text) are ignored, as is APNG animation (the default image is read).
  *
  * (Why not `fast-png`: 8.0.0 garbles Adam7 images below 8 bits a pixel, and inflates the whole
  * stream before looking at the size.)
@@ -18,7 +19,9 @@
  */
 
 import { inflateSync } from "node:zlib";
-import { sniffImage, UnsupportedImageError } from "./image_header.ts";
+import { CorruptImageError, UnsupportedImageError } from "./image_errors.ts";
+import { sniffImage } from "./image_header.ts";
+import { readPngChunks } from "./png_chunks.ts";
 
 /** Samples per pixel of each colour type (0 grey, 2 RGB, 3 palette, 4 grey+alpha, 6 RGBA). */
 const CHANNELS: Readonly<Record<number, number>> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
@@ -57,9 +60,10 @@ interface Layout {
  *
  * @param bytes the whole file
  * @returns `rgb` as `[height, width, 3]` bytes
- * @throws {UnsupportedImageError} for a file that is not a PNG, is truncated (image data short
- *   of what the size needs) or corrupt (bad IHDR fields, filter types, zlib data, a palette
- *   image without PLTE)
+ * @throws {CorruptImageError} for a truncated file (a chunk cut short, no IEND, image data short
+ *   of what the size needs) or a corrupt one (a CRC mismatch, bad IHDR fields, filter types or
+ *   zlib data, more image data than the size needs, a palette image without PLTE)
+ * @throws {UnsupportedImageError} for a file that is not a PNG or has an unknown critical chunk
  *
  * @example
  * ```ts
@@ -73,10 +77,10 @@ export function decodePng(bytes: Uint8Array): { width: number; height: number; r
   if (header.format !== "png") {
     throw new UnsupportedImageError(`Not a PNG: the bytes are ${header.format.toUpperCase()}`);
   }
-  const layout = readLayout(bytes, header.width, header.height);
-  const { idat, palette } = readChunks(bytes);
+  const { ihdr, idat, palette } = readPngChunks(bytes);
+  const layout = readLayout(ihdr, header.width, header.height);
   if (layout.colourType === 3 && !palette) {
-    throw new UnsupportedImageError("Corrupt PNG: palette image without a PLTE chunk");
+    throw new CorruptImageError("Corrupt PNG: palette image without a PLTE chunk");
   }
   const raw = inflate(idat, layout);
   const rgb = new Uint8Array(layout.width * layout.height * 3);
@@ -101,37 +105,18 @@ export function decodePng(bytes: Uint8Array): { width: number; height: number; r
   return { width: layout.width, height: layout.height, rgb };
 }
 
-function readLayout(bytes: Uint8Array, width: number, height: number): Layout {
-  if (bytes.length < 29) {
-    throw new UnsupportedImageError(`Truncated PNG: ${bytes.length} bytes end inside IHDR`);
-  }
-  const [depth, colourType, compression, filtering, interlace] = bytes.subarray(24, 29);
+/** IHDR's fields after width and height (the chunk walk has checked its length and CRC). */
+function readLayout(ihdr: Uint8Array, width: number, height: number): Layout {
+  const [depth, colourType, compression, filtering, interlace] = ihdr.subarray(8, 13);
   if (
     !DEPTHS[colourType]?.includes(depth) || compression !== 0 || filtering !== 0 || interlace > 1
   ) {
-    throw new UnsupportedImageError(
+    throw new CorruptImageError(
       `Corrupt PNG: IHDR colour type ${colourType}, bit depth ${depth}, compression ${compression}, filter method ${filtering}, interlace ${interlace}`,
     );
   }
   const passes = interlace === 1 ? ADAM7 : NO_INTERLACE;
   return { width, height, depth, colourType, channels: CHANNELS[colourType], passes };
-}
-
-/** IDAT payloads (up to the file's end if the last one is cut short) and the PLTE chunk. */
-function readChunks(bytes: Uint8Array): { idat: Uint8Array[]; palette?: Uint8Array } {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const idat: Uint8Array[] = [];
-  let palette: Uint8Array | undefined;
-  for (let offset = 8; offset + 8 <= bytes.length;) {
-    const length = view.getUint32(offset);
-    const type = String.fromCharCode(...bytes.subarray(offset + 4, offset + 8));
-    const data = bytes.subarray(offset + 8, offset + 8 + length);
-    if (type === "IDAT") idat.push(data);
-    else if (type === "PLTE") palette = data;
-    else if (type === "IEND") break;
-    offset += 12 + length;
-  }
-  return { idat, palette };
 }
 
 /** Inflates the IDAT stream, refusing output past or short of what the layout needs. */
@@ -148,22 +133,25 @@ function inflate(idat: readonly Uint8Array[], layout: Layout): Uint8Array {
   const size = `${layout.width}×${layout.height}`;
   let raw: Uint8Array;
   try {
-    // a little slack for encoders that pad the stream; sync flush: a cut stream yields what it has
-    raw = inflateSync(stream, { maxOutputLength: needed + 1024, finishFlush: 2 });
+    // The cap stops inflating as soon as it is passed (zlib works in 16 KiB chunks), so a bomb
+    // costs at most the cap. A little slack for encoders that pad the stream. The default
+    // finish flush makes a stream that stops before its end (or whose Adler-32 is wrong) throw.
+    raw = inflateSync(stream, { maxOutputLength: needed + 1024 });
   } catch (error) {
     if (error instanceof RangeError) {
-      throw new UnsupportedImageError(
+      throw new CorruptImageError(
         `Corrupt PNG: image data inflates past the ${needed} bytes a ${size} image needs`,
         { cause: error },
       );
     }
-    throw new UnsupportedImageError(
-      `Corrupt PNG: ${error instanceof Error ? error.message : error}`,
+    throw new CorruptImageError(
+      `Corrupt PNG: image data (zlib, ${stream.length} bytes in ${idat.length} IDAT chunks) ` +
+        `does not inflate: ${error instanceof Error ? error.message : error}`,
       { cause: error },
     );
   }
   if (raw.length < needed) {
-    throw new UnsupportedImageError(
+    throw new CorruptImageError(
       `Truncated PNG: image data inflates to ${raw.length} of the ${needed} bytes a ${size} image needs`,
     );
   }
@@ -197,7 +185,7 @@ function unfilter(
       row[i] += paeth(a, b, c);
     }
   } else {
-    throw new UnsupportedImageError(`Corrupt PNG: filter type ${filter} in row ${y}`);
+    throw new CorruptImageError(`Corrupt PNG: filter type ${filter} in row ${y}`);
   }
 }
 

@@ -18,8 +18,10 @@ export interface PrepareImageOptions {
   readonly policy: SizePolicy;
   /** Refuse images with more pixels than this, before decoding. */
   readonly maxPixels: number;
-  /** ffmpeg binary for WebP input. */
-  readonly ffmpeg?: string;
+  /** ffmpeg executable for WebP input; default `FFMPEG_PATH`, then `ffmpeg` from PATH. */
+  readonly ffmpegPath?: string;
+  /** Stops a WebP decode (kills ffmpeg). */
+  readonly signal?: AbortSignal;
 }
 
 /** A prepared image. */
@@ -33,12 +35,35 @@ export interface PreparedImage {
   readonly sourceHeight: number;
 }
 
-/** Decodes `bytes` (PNG, JPEG, WebP) and applies the size policy. */
+/**
+ * Validates and decodes `bytes` (PNG, JPEG, WebP), applies the size policy and makes the tensor,
+ * on the calling thread. `ImagePool.prepare` runs exactly this in a worker.
+ *
+ * @throws {ImageTooLargeError | CorruptImageError | UnsupportedImageError} as `decodeImage`
+ * @throws {RangeError} for a target size that is not a positive multiple of 64
+ *
+ * @example
+ * ```ts
+ * import { prepareImage } from "./prepare_image.ts";
+ * const bytes = Deno.readFileSync("tests/fixtures/tiny/input.png");
+ * const prepared = await prepareImage(bytes, {
+ *   width: 128,
+ *   height: 64,
+ *   policy: "cover",
+ *   maxPixels: 16e6,
+ * });
+ * prepared.tensor.dims; // [1, 3, 64, 128]
+ * ```
+ */
 export async function prepareImage(
   bytes: Uint8Array,
   options: PrepareImageOptions,
 ): Promise<PreparedImage> {
-  const image = await decodeImage(bytes, { maxPixels: options.maxPixels, ffmpeg: options.ffmpeg });
+  const image = await decodeImage(bytes, {
+    maxPixels: options.maxPixels,
+    ffmpegPath: options.ffmpegPath,
+    signal: options.signal,
+  });
   const plan = planResize(image, {
     targetWidth: options.width,
     targetHeight: options.height,

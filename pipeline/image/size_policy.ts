@@ -8,10 +8,18 @@
  * | `cover` (default) | scale to cover the target, centre-crop to exactly the target | sgm streamlit demo |
  * | `contain` | scale to fit inside the target, sides rounded down to multiples of 64 | — |
  * | `stretch` | resize to the target, aspect ignored | diffusers |
- * | `native` | keep the size, sides rounded down to multiples of 64 by resizing | sgm `simple_video_sample.py` |
+ * | `native` | keep the size (scaled down to the limits if over them), sides rounded down to multiples of 64 by resizing | sgm `simple_video_sample.py` |
+ *
+ * Every policy's output lies within the generation limits: each side 64..{@linkcode MAX_SIDE}
+ * (`width` and `height`'s allowed range) and at most `maxPixels`. The targets of `cover`,
+ * `contain` and `stretch` are checked where requests are resolved; `native` takes its size from
+ * the image, so it is bounded here (a 4000×4000 upload once became a 3968×3968 generation).
  *
  * @module
  */
+
+/** The largest side of a generation: `width` and `height`'s limit (`SAMPLING_LIMITS`). */
+export const MAX_SIDE = 2048;
 
 /** Names of the size policies; see {@linkcode planResize}. */
 export const SIZE_POLICIES = ["cover", "contain", "stretch", "native"] as const;
@@ -42,6 +50,10 @@ export interface SizePolicyOptions {
   readonly targetHeight?: number;
   /** Default `"cover"`. */
   readonly policy?: SizePolicy;
+  /** Largest output side for `native`, a multiple of 64 (default {@linkcode MAX_SIDE}). */
+  readonly maxSide?: number;
+  /** Largest output width × height for `native` (default `maxSide`²). */
+  readonly maxPixels?: number;
 }
 
 /**
@@ -66,8 +78,9 @@ export interface SizePolicyOptions {
  *   aspect ratio ignored: what diffusers' pipeline does with 1024 × 576.
  * - `native`: the whole source, each side rounded DOWN to a multiple of 64 (at least 64) by
  *   resizing, aspect ratio distorted by the rounding (up to 63 pixels per side): sgm's
- *   `simple_video_sample.py`. The target is ignored, so the size is bounded only by the
- *   decoder's pixel limit.
+ *   `simple_video_sample.py`. The target is ignored; a source with a side over `maxSide` (2048)
+ *   or more than `maxPixels` pixels is first scaled down, aspect kept, to the largest size within
+ *   both (sgm would try to generate at the upload's size).
  *
  * @param source size of the decoded image, positive integers
  * @throws {RangeError} for a non-integer or non-positive source size, a target side that is
@@ -108,8 +121,30 @@ export function planResize(
   switch (policy) {
     case "stretch":
       return { crop: whole, width: targetWidth, height: targetHeight };
-    case "native":
-      return { crop: whole, width: roundDown64(width), height: roundDown64(height) };
+    case "native": {
+      const maxSide = options.maxSide ?? MAX_SIDE;
+      const maxPixels = options.maxPixels ?? maxSide * maxSide;
+      if (!isPositiveInteger(maxSide) || maxSide % 64 !== 0) {
+        throw new RangeError(`maxSide must be a positive multiple of 64, got ${maxSide}`);
+      }
+      if (!(maxPixels >= 64 * 64)) {
+        throw new RangeError(`maxPixels must be at least 4096 (64×64), got ${maxPixels}`);
+      }
+      // Scaled down (never up) to fit both limits, aspect kept, then rounded down to 64.
+      const scale = Math.min(
+        1,
+        maxSide / width,
+        maxSide / height,
+        Math.sqrt(maxPixels / (width * height)),
+      );
+      let [outWidth, outHeight] = [roundDown64(width * scale), roundDown64(height * scale)];
+      // The lift to 64 of a very thin image may push the other side's product over maxPixels.
+      while (outWidth * outHeight > maxPixels) {
+        if (outWidth >= outHeight) outWidth -= 64;
+        else outHeight -= 64;
+      }
+      return { crop: whole, width: outWidth, height: outHeight };
+    }
     case "cover": {
       const [tw, th] = followOrientation(width, height, targetWidth, targetHeight);
       return { crop: centreCrop(width, height, tw, th), width: tw, height: th };

@@ -24,7 +24,7 @@
  */
 
 import { GraphBuilder } from "../onnx/graph.ts";
-import { writeOnnxModel } from "../onnx/model_writer.ts";
+import { encodeOnnxModel } from "../onnx/model_writer.ts";
 import type { Tensor } from "../tensor.ts";
 import { OnnxSession, type Provider } from "./onnx_session.ts";
 
@@ -93,33 +93,31 @@ export async function probeFusedAttention(
   const q = probeValues(batch * queries * width, 1, 2, round);
   const k = probeValues(batch * keys * width, 2, 1, round);
   const v = probeValues(batch * keys * width, 3, 1, round);
-  const dir = await Deno.makeTempDir({ prefix: "svd_attention_probe_" });
+  // Built and loaded in memory: the inference process that runs the probe may not write.
+  const session = await OnnxSession.fromBytes(
+    encodeOnnxModel(probeGraph(dtype)),
+    `attention probe (${dtype})`,
+    { provider },
+  );
+  let out: Tensor;
   try {
-    const path = `${dir}/attention_probe.onnx`;
-    await writeOnnxModel(probeGraph(dtype), path);
-    const session = await OnnxSession.create(path, { provider });
-    let out: Tensor;
-    try {
-      ({ out } = await session.run({
-        q: { dims: [batch, queries, width], data: q },
-        k: { dims: [batch, keys, width], data: k },
-        v: { dims: [batch, keys, width], data: v },
-      }));
-    } finally {
-      await session.release();
-    }
-    const expected = referenceAttention(q, k, v);
-    let maxAbsError = 0;
-    for (let i = 0; i < expected.length; i++) {
-      const error = Math.abs(out.data[i] - expected[i]);
-      // NaN counts as an unbounded error.
-      maxAbsError = error > maxAbsError || Number.isNaN(error) ? error : maxAbsError;
-    }
-    const tolerance = ATTENTION_PROBE_TOLERANCE[dtype];
-    return { provider, dtype, maxAbsError, tolerance, ok: maxAbsError <= tolerance };
+    ({ out } = await session.run({
+      q: { dims: [batch, queries, width], data: q },
+      k: { dims: [batch, keys, width], data: k },
+      v: { dims: [batch, keys, width], data: v },
+    }));
   } finally {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await session.release();
   }
+  const expected = referenceAttention(q, k, v);
+  let maxAbsError = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const error = Math.abs(out.data[i] - expected[i]);
+    // NaN counts as an unbounded error.
+    maxAbsError = error > maxAbsError || Number.isNaN(error) ? error : maxAbsError;
+  }
+  const tolerance = ATTENTION_PROBE_TOLERANCE[dtype];
+  return { provider, dtype, maxAbsError, tolerance, ok: maxAbsError <= tolerance };
 }
 
 /**

@@ -1,10 +1,11 @@
 /**
  * The inference runtime: a converted model directory, checked ({@linkcode readModelDirectory}),
- * loaded once into ONNX Runtime sessions that live in a Worker ({@linkcode InferenceClient}), so
- * that a network call never blocks the main thread.
+ * loaded once into ONNX Runtime sessions that live in a child process ({@linkcode InferenceClient}),
+ * so that a network call never blocks the service's event loop and a native crash in ONNX Runtime
+ * ends that process only.
  *
  * `OnnxSession` (the one module that imports ONNX Runtime) is deliberately not re-exported:
- * importing this module must not load the native addon on the main thread.
+ * importing this module must not load the native addon into the service's process.
  *
  * @example
  * ```ts
@@ -22,6 +23,7 @@ export {
   checkFeeds,
   InferenceClient,
   type InferenceClientOptions,
+  type InferenceProcessStats,
   InferenceWorkerError,
   type InferenceWorkerExit,
   type RunOptions,

@@ -15,17 +15,16 @@
  */
 
 import { sha256File } from "../convert/file_hash.ts";
-import { ATTENTION_FORMS } from "../networks/layers.ts";
 import {
-  GRAPH_FILES,
   type GraphManifest,
   type GraphName,
-  MODEL_FORMAT,
+  MANIFEST_FILE,
+  ModelJsonError,
   type ModelManifest,
-} from "../convert/model_manifest.ts";
+  readModelJson,
+} from "../model_json/mod.ts";
 
-/** Name of the manifest inside a model directory. */
-export const MANIFEST_FILE = "model.json";
+export { MANIFEST_FILE };
 
 /** One graph of a checked model directory. */
 export interface ModelGraph {
@@ -57,44 +56,56 @@ export interface ReadModelDirectoryOptions {
 
 /**
  * A model directory that cannot be loaded: `model.json` missing or malformed, a file missing, of
- * the wrong size or (with `verify`) the wrong hash. `dir` and `file` name the culprit.
+ * the wrong size or (with `verify`) the wrong hash. `dir` and `file` name the culprit, `field` the
+ * entry of `model.json` at fault (`graphs.unet.data`, `config.unet.channelMult[1]`).
  */
 export class ModelDirectoryError extends Error {
   /** The model directory as given. */
   readonly dir: string;
   /** The offending file, relative to `dir`. */
   readonly file: string;
-  constructor(dir: string, file: string, message: string, options?: ErrorOptions) {
+  /** The field of `model.json` at fault, or that names the offending file; null when none. */
+  readonly field: string | null;
+  constructor(
+    dir: string,
+    file: string,
+    message: string,
+    options?: ErrorOptions & { readonly field?: string | null },
+  ) {
     super(message, options);
     this.name = "ModelDirectoryError";
     this.dir = dir;
     this.file = file;
+    this.field = options?.field ?? null;
   }
 }
 
 /**
- * Parses `dir/model.json`, checks its format tag and that each graph's files exist with the
- * recorded byte sizes (and sha256 with `verify`), and returns the manifest with absolute paths.
+ * Reads and checks `dir/model.json` (all of it: see `pipeline/model_json/`), then checks that
+ * each graph's files exist with the recorded byte sizes (and sha256 with `verify`), and returns
+ * the manifest with absolute paths.
  *
- * @throws {ModelDirectoryError} naming the directory and the file.
+ * @throws {ModelDirectoryError} naming the directory, the file and the field of `model.json`.
  */
 export async function readModelDirectory(
   dir: string,
   options: ReadModelDirectoryOptions = {},
 ): Promise<ModelDirectory> {
-  const fail: Fail = (file, problem, cause, prefix = `Cannot load model directory "${dir}"`) => {
-    throw new ModelDirectoryError(
-      dir,
-      file,
-      `${prefix}: ${problem}`,
-      cause === undefined ? undefined : { cause },
-    );
+  const fail: Fail = (
+    file,
+    problem,
+    { cause, field, prefix = `Cannot load model directory "${dir}"` } = {},
+  ) => {
+    throw new ModelDirectoryError(dir, file, `${prefix}: ${problem}`, {
+      ...(cause === undefined ? {} : { cause }),
+      field,
+    });
   };
   let absolute = "";
   try {
     absolute = await Deno.realPath(dir);
   } catch (cause) {
-    fail(".", `the directory cannot be opened (${message(cause)})`, cause);
+    fail(".", `the directory cannot be opened (${message(cause)})`, { cause });
   }
   const manifest = await readManifest(`${absolute}/${MANIFEST_FILE}`, fail);
   const present = Object.keys(manifest.graphs) as GraphName[];
@@ -106,12 +117,14 @@ export async function readModelDirectory(
       fail(
         MANIFEST_FILE,
         `graph "${name}" is not in ${MANIFEST_FILE} (it has: ${present.join(", ") || "none"})`,
+        { field: "graphs" },
       );
     }
-    checkGraphEntry(name, graph!, fail);
-    for (const file of [graph!.file, graph!.data]) {
+    for (const key of ["file", "data"] as const) {
+      const file = graph![key];
       if (file !== undefined) {
-        await checkFile(absolute, file, manifest, options.verify ?? false, fail);
+        const field = `graphs.${name}.${key}`;
+        await checkFile(absolute, file, field, manifest, options.verify ?? false, fail);
       }
     }
     graphs[name] = {
@@ -125,124 +138,71 @@ export async function readModelDirectory(
 }
 
 /** Throws a {@linkcode ModelDirectoryError} about `file`, by default prefixed with the directory. */
-type Fail = (file: string, problem: string, cause?: unknown, prefix?: string) => never;
+type Fail = (
+  file: string,
+  problem: string,
+  details?: { cause?: unknown; field?: string; prefix?: string },
+) => never;
 
 async function readManifest(path: string, fail: Fail): Promise<ModelManifest> {
-  let text = "";
   try {
-    text = await Deno.readTextFile(path);
+    return await readModelJson(path);
   } catch (cause) {
+    if (cause instanceof ModelJsonError) {
+      fail(MANIFEST_FILE, cause.message, { cause, field: cause.field ?? undefined });
+    }
     if (cause instanceof Deno.errors.NotFound) {
-      fail(
-        MANIFEST_FILE,
-        `${MANIFEST_FILE} is missing (is this a converted model directory?)`,
+      fail(MANIFEST_FILE, `${MANIFEST_FILE} is missing (is this a converted model directory?)`, {
         cause,
-      );
+      });
     }
-    fail(MANIFEST_FILE, `${MANIFEST_FILE} cannot be read (${message(cause)})`, cause);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (cause) {
-    fail(MANIFEST_FILE, `${MANIFEST_FILE} is not valid JSON (${message(cause)})`, cause);
-  }
-  if (!isObject(value)) fail(MANIFEST_FILE, `${MANIFEST_FILE} is not a JSON object`);
-  const record = value as Record<string, unknown>;
-  if (record.format !== MODEL_FORMAT) {
-    fail(
-      MANIFEST_FILE,
-      `${MANIFEST_FILE} has format ${JSON.stringify(record.format)}, expected "${MODEL_FORMAT}"`,
-    );
-  }
-  if (!isObject(record.graphs)) fail(MANIFEST_FILE, `${MANIFEST_FILE} has no "graphs" object`);
-  if (!isObject(record.files)) fail(MANIFEST_FILE, `${MANIFEST_FILE} has no "files" object`);
-  for (const name of Object.keys(record.graphs as object)) {
-    if (!(name in GRAPH_FILES)) {
-      fail(
-        MANIFEST_FILE,
-        `${MANIFEST_FILE} lists unknown graph "${name}" (known: ${Object.keys(GRAPH_FILES)})`,
-      );
-    }
-  }
-  // Converters before the field existed wrote fused attention only.
-  record.attention ??= "fused";
-  if (!ATTENTION_FORMS.includes(record.attention as never)) {
-    fail(
-      MANIFEST_FILE,
-      `${MANIFEST_FILE} has attention ${JSON.stringify(record.attention)}, expected one of ${
-        ATTENTION_FORMS.join(", ")
-      }`,
-    );
-  }
-  return record as unknown as ModelManifest;
-}
-
-/** Checks the shape of one `graphs` entry, which the client relies on to validate feeds. */
-function checkGraphEntry(name: GraphName, graph: GraphManifest, fail: Fail): void {
-  const where = `${MANIFEST_FILE} graphs.${name}`;
-  if (!isObject(graph) || !isPlainFileName(graph.file)) {
-    fail(MANIFEST_FILE, `${where}.file must be a file name inside the directory`);
-  }
-  if (graph.data !== undefined && !isPlainFileName(graph.data)) {
-    fail(MANIFEST_FILE, `${where}.data must be a file name inside the directory`);
-  }
-  for (const key of ["inputs", "outputs"] as const) {
-    const values = graph[key];
-    const valid = Array.isArray(values) &&
-      values.every((v) =>
-        isObject(v) && typeof v.name === "string" && Array.isArray(v.dims) &&
-        v.dims.every((d) => typeof d === "string" || Number.isInteger(d))
-      );
-    if (!valid) fail(MANIFEST_FILE, `${where}.${key} must list {name, type, dims} entries`);
+    fail(MANIFEST_FILE, `${MANIFEST_FILE} cannot be read (${message(cause)})`, { cause });
   }
 }
 
+/**
+ * Checks one file a graph entry names (`field`) against its record in `files`. The reader has
+ * made sure the record exists.
+ */
 async function checkFile(
   dir: string,
   file: string,
+  field: string,
   manifest: ModelManifest,
   verify: boolean,
   fail: Fail,
 ): Promise<void> {
   const recorded = manifest.files[file];
-  if (!isObject(recorded) || !Number.isInteger(recorded.bytes)) {
-    fail(MANIFEST_FILE, `"${file}" has no size in ${MANIFEST_FILE} "files"`);
-  }
+  const named = `(${MANIFEST_FILE} ${field})`;
   let bytes = 0;
   try {
     const stat = await Deno.stat(`${dir}/${file}`);
-    if (!stat.isFile) fail(file, `"${file}" is not a file`);
+    if (!stat.isFile) fail(file, `"${file}" is not a file ${named}`, { field });
     bytes = stat.size;
   } catch (cause) {
     if (cause instanceof ModelDirectoryError) throw cause;
-    if (cause instanceof Deno.errors.NotFound) fail(file, `"${file}" is missing`, cause);
-    fail(file, `"${file}" cannot be read (${message(cause)})`, cause);
+    if (cause instanceof Deno.errors.NotFound) {
+      fail(file, `"${file}" is missing ${named}`, { cause, field });
+    }
+    fail(file, `"${file}" cannot be read (${message(cause)}) ${named}`, { cause, field });
   }
-  const weights = `Cannot load weights "${file}" in "${dir}"`;
+  const prefix = `Cannot load weights "${file}" in "${dir}"`;
+  const files = `files[${JSON.stringify(file)}]`;
   if (bytes !== recorded.bytes) {
     fail(
       file,
       `${bytes} bytes on disk, ${MANIFEST_FILE} records ${recorded.bytes} (truncated or replaced?)`,
-      undefined,
-      weights,
+      { prefix, field: `${files}.bytes` },
     );
   }
   if (!verify) return;
   const actual = await sha256File(`${dir}/${file}`);
   if (actual !== recorded.sha256) {
-    fail(file, `sha256 mismatch: expected ${recorded.sha256}, got ${actual}`, undefined, weights);
+    fail(file, `sha256 mismatch: expected ${recorded.sha256}, got ${actual}`, {
+      prefix,
+      field: `${files}.sha256`,
+    });
   }
-}
-
-/** A name without separators or `..`: ORT refuses external data outside the model directory. */
-function isPlainFileName(name: unknown): name is string {
-  return typeof name === "string" && name !== "" && name !== "." && name !== ".." &&
-    !name.includes("/") && !name.includes("\\");
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function message(error: unknown): string {

@@ -57,8 +57,13 @@ export interface ProviderChoice<T> {
 
 /** Options of {@linkcode resolveProvider}. */
 export interface ResolveProviderOptions {
-  /** Receives one line per skipped candidate and one for the choice (e.g. `console.log`). */
+  /**
+   * Receives the choice as one line, once, skipped candidates and their reasons included (e.g.
+   * `console.log`).
+   */
   readonly log?: (line: string) => void;
+  /** Called for each candidate that could not be used, before the next one is tried. */
+  readonly onSkip?: (skipped: SkippedProvider, next: Provider) => void;
 }
 
 /**
@@ -141,11 +146,7 @@ export async function resolveProvider<T>(
       const reason = error instanceof Error ? error.message : String(error);
       skipped.push({ provider, reason });
       const next = candidates[index + 1];
-      if (next !== undefined) {
-        options.log?.(
-          `ORT_PROVIDER=${setting}: ${provider} unavailable, trying ${next}: ${reason}`,
-        );
-      }
+      if (next !== undefined) options.onSkip?.({ provider, reason }, next);
     }
   }
   throw new ProviderUnavailableError(setting, skipped, { cause: lastError });

@@ -1,9 +1,16 @@
 /**
  * Keeps one inference client warm for a long-running service: started once (the warm load), handed
- * to every job, and replaced when its worker dies — in the background right after a crash, or at
+ * to every job, and replaced when its process dies — in the background right after a crash, or at
  * the latest by the next {@linkcode InferenceEngine.acquire}. A job that was running on the dead
- * worker fails on its own (its pending `run` rejects with `InferenceWorkerError`); the engine only
+ * process fails on its own (its pending `run` rejects with `InferenceWorkerError`); the engine only
  * makes sure the next job gets a live one.
+ *
+ * Memory: ONNX Runtime's CPU arena keeps the peak of the largest run for the life of a session
+ * (onnxruntime-node can neither shrink it nor is it faster without it: docs/gpu.md), so a job run
+ * through {@linkcode InferenceEngine.use} that the caller deems large and that grew the inference
+ * process's resident memory by more than {@linkcode RECYCLE_GROWTH} is followed by a fresh process:
+ * the old one is closed once no job uses it, which returns all of its memory at once, and the next
+ * job waits for the replacement to load.
  *
  * @example
  * ```ts
@@ -20,18 +27,43 @@ import type { NetworkRunner } from "../generate.ts";
 
 /** What the engine needs of a client (`InferenceClient` has it all). */
 export interface EngineClient extends NetworkRunner {
-  /** False once the worker has stopped. */
+  /** False once the process has stopped. */
   readonly alive: boolean;
-  /** Resolves when the worker stops, with why (`reason` "crashed", "closed", …). */
+  /** Resolves when the process stops, with why (`reason` "crashed", "closed", …). */
   readonly exited: Promise<{ readonly reason: string; readonly message: string }>;
   close(): Promise<void>;
+  /** The process's resident memory (without it, large jobs are never followed by a recycle). */
+  stats?(): Promise<{ readonly rssBytes: number }>;
 }
 
 /** Lifecycle notices, for the service's log. */
 export type EngineNotice =
   | { readonly type: "loaded"; readonly ms: number; readonly restart: boolean }
   | { readonly type: "worker_stopped"; readonly reason: string; readonly message: string }
-  | { readonly type: "load_failed"; readonly message: string };
+  | { readonly type: "load_failed"; readonly message: string }
+  | {
+    readonly type: "recycling";
+    /** Resident memory of the process before and after the large job that grew it. */
+    readonly rssBeforeBytes: number;
+    readonly rssAfterBytes: number;
+  };
+
+/** Options of {@linkcode InferenceEngine.use}. */
+export interface UseOptions {
+  /**
+   * Asked when the job has ended (done or failed): was it large enough that the memory it left
+   * in the process should be returned? Only then is the process's memory compared.
+   */
+  readonly large?: () => boolean;
+}
+
+/**
+ * Growth of the inference process's resident memory over a large job, as a fraction of what it
+ * was before, above which the process is recycled: the issue's bound on idle memory after a large
+ * job (20 %). Below 64 MiB of growth nothing is recycled.
+ */
+export const RECYCLE_GROWTH = 0.2;
+const RECYCLE_FLOOR_BYTES = 64 * 1024 ** 2;
 
 /** One warm client, restarted after a crash; see the module doc. */
 export class InferenceEngine<C extends EngineClient = EngineClient> {
@@ -41,6 +73,10 @@ export class InferenceEngine<C extends EngineClient = EngineClient> {
   #starting?: Promise<C>;
   #loads = 0;
   #closed = false;
+  /** Jobs running in `use`, per client. */
+  readonly #users = new Map<C, number>();
+  /** A client to be closed once its last job ends; `acquire` waits for its replacement. */
+  #retiring?: { readonly client: C; readonly done: Promise<void>; readonly resolve: () => void };
 
   /**
    * @param start starts a fresh client and resolves once its sessions are loaded
@@ -70,9 +106,54 @@ export class InferenceEngine<C extends EngineClient = EngineClient> {
    */
   acquire(): Promise<C> {
     if (this.#closed) return Promise.reject(new Error("The inference engine is closed"));
+    if (this.#retiring) return this.#retiring.done.then(() => this.acquire());
     if (this.#current?.alive) return Promise.resolve(this.#current);
     this.#starting ??= this.#load().finally(() => this.#starting = undefined);
     return this.#starting;
+  }
+
+  /**
+   * Runs `job` on the live client (see {@linkcode acquire}). When `options.large()` says yes
+   * after the job and the process's resident memory grew by more than {@linkcode RECYCLE_GROWTH}
+   * during it, the process is replaced as soon as no other job uses it.
+   */
+  async use<T>(job: (client: C) => Promise<T>, options: UseOptions = {}): Promise<T> {
+    const client = await this.acquire();
+    this.#users.set(client, (this.#users.get(client) ?? 0) + 1);
+    const measure = options.large && client.stats
+      ? () => client.stats!().then((s) => s.rssBytes, () => undefined)
+      : undefined;
+    const before = measure ? await measure() : undefined;
+    try {
+      return await job(client);
+    } finally {
+      let after: number | undefined;
+      if (before !== undefined && client.alive && options.large!()) after = await measure!();
+      const users = this.#users.get(client)! - 1;
+      if (users === 0) this.#users.delete(client);
+      else this.#users.set(client, users);
+      if (
+        after !== undefined && after > before! * (1 + RECYCLE_GROWTH) &&
+        after - before! > RECYCLE_FLOOR_BYTES && this.#current === client && !this.#retiring
+      ) {
+        this.#notify({ type: "recycling", rssBeforeBytes: before!, rssAfterBytes: after });
+        let resolve!: () => void;
+        const done = new Promise<void>((r) => resolve = r);
+        this.#retiring = { client, done, resolve };
+      }
+      // In the background: the job's result need not wait for the old process to exit.
+      if (this.#retiring?.client === client && users === 0) void this.#retire();
+    }
+  }
+
+  /** Closes the retiring client and warms its replacement; waiting `acquire`s then go on. */
+  async #retire(): Promise<void> {
+    const retiring = this.#retiring!;
+    if (this.#current === retiring.client) this.#current = undefined;
+    await retiring.client.close().catch(() => {});
+    this.#retiring = undefined;
+    retiring.resolve();
+    if (!this.#closed) this.acquire().catch(() => {});
   }
 
   /** Closes the client; `acquire` fails from here on. */
@@ -103,7 +184,7 @@ export class InferenceEngine<C extends EngineClient = EngineClient> {
       restart: this.#loads++ > 0,
     });
     client.exited.then((exit) => {
-      if (this.#closed) return;
+      if (this.#closed || this.#retiring?.client === client) return;
       this.#notify({ type: "worker_stopped", reason: exit.reason, message: exit.message });
       // Warm the replacement now rather than in the next job; a failure is retried by acquire().
       if (this.#current === client) this.acquire().catch(() => {});

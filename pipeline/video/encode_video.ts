@@ -5,7 +5,7 @@
  */
 
 import { basename, dirname, extname, join } from "node:path";
-import { resolveFfmpegPath, runFfmpeg } from "./ffmpeg.ts";
+import { encodeTimeoutMs, resolveFfmpegPath, runFfmpeg } from "./ffmpeg.ts";
 
 /** What {@linkcode encodeVideo} can write. */
 export type VideoFormat = "mp4" | "webm" | "gif" | "frames";
@@ -59,6 +59,11 @@ export interface EncodeVideoOptions {
   readonly signal?: AbortSignal;
   /** ffmpeg executable; defaults to `FFMPEG_PATH`, then `ffmpeg` from PATH. */
   readonly ffmpegPath?: string;
+  /**
+   * ffmpeg is killed (and `FfmpegTimeoutError` thrown) after this many milliseconds; default
+   * scaled to the clip: `encodeTimeoutMs(frames, width, height)`.
+   */
+  readonly timeoutMs?: number;
 }
 
 /** What {@linkcode encodeVideo} wrote. */
@@ -94,6 +99,9 @@ export interface EncodedVideo {
  * - **frames**: lossless PNGs `frame_000.png` … (at least 3 digits, more for 1000+ frames),
  *   numbered from 0, decoding to exactly the input pixels.
  *
+ * ffmpeg gets a time scaled to the clip (`timeoutMs`): a hung encoder is killed rather than
+ * holding its caller for ever.
+ *
  * Nothing half-written is ever visible at `out`: ffmpeg writes `<out>.partial.<ext>` (or a hidden
  * temporary directory beside `out` for `frames`), which is renamed on success and removed on any
  * failure or cancellation.
@@ -104,6 +112,7 @@ export interface EncodedVideo {
  * @throws {Deno.errors.AlreadyExists} `frames` destination exists and is not an empty directory
  * @throws {FfmpegNotFoundError} ffmpeg cannot be started
  * @throws {FfmpegError} ffmpeg failed; the message carries its exit code and stderr tail
+ * @throws {FfmpegTimeoutError} ffmpeg hung past `timeoutMs` and was killed
  * @throws {GenerationCancelledError} `signal` fired; `cause` is its reason
  *
  * @example
@@ -125,6 +134,8 @@ export async function encodeVideo(
   const ffmpegPath = resolveFfmpegPath(options.ffmpegPath);
   const out = options.out.replace(/(?<=.)\/+$/, "");
   const task = `encoding ${frames.length} frames as ${format} to "${out}"`;
+  const timeoutMs = options.timeoutMs ??
+    encodeTimeoutMs(frames.length, options.width, options.height);
   const input = [
     ...["-hide_banner", "-nostdin", "-loglevel", "error", "-y"],
     ...["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", `${options.width}x${options.height}`],
@@ -144,6 +155,7 @@ export async function encodeVideo(
         input: frames,
         task,
         signal,
+        timeoutMs,
       });
       const bytes = await directoryBytes(partial);
       await Deno.rename(partial, out);
@@ -158,7 +170,7 @@ export async function encodeVideo(
   const output = ["-r", String(fps), "-f", format, `file:${partial}`]; // file: even for "a:b.mp4"
   const args = [...input, ...codecArgs(format, options.crf), ...output];
   try {
-    await runFfmpeg(args, { path: ffmpegPath, input: frames, task, signal });
+    await runFfmpeg(args, { path: ffmpegPath, input: frames, task, signal, timeoutMs });
     const { size } = await Deno.stat(partial);
     await Deno.rename(partial, out);
     return { path: out, bytes: size, format, frames: frames.length, fps };

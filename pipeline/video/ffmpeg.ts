@@ -1,6 +1,8 @@
 /**
  * Locating and running ffmpeg and ffprobe, and turning their failures into two domain errors.
- * The only module that spawns them.
+ * Every spawn of either tool resolves its path here (`FFMPEG_PATH`, `FFPROBE_PATH`); the one
+ * spawn elsewhere, WebP decoding in `pipeline/image/webp_decode.ts`, uses
+ * {@linkcode resolveFfmpegPath} too.
  *
  * @module
  */
@@ -86,6 +88,42 @@ export class FfmpegError extends Error {
 }
 
 /**
+ * ffmpeg ran longer than it was given and was killed (SIGKILL): a hung encoder must not hold a
+ * generation slot for ever. Its `exitCode` is what the kill left (137), `stderrTail` what it had
+ * said.
+ *
+ * @example
+ * ```ts
+ * import { FfmpegTimeoutError } from "./ffmpeg.ts";
+ * new FfmpegTimeoutError(90_000, "", 'encoding 25 frames as mp4 to "clip.mp4"').message;
+ * // 'ffmpeg did not finish encoding 25 frames as mp4 to "clip.mp4" within 90 s and was killed'
+ * ```
+ */
+export class FfmpegTimeoutError extends FfmpegError {
+  /** The time it was given, in milliseconds. */
+  readonly timeoutMs: number;
+  constructor(timeoutMs: number, stderrTail: string, task: string, options?: ErrorOptions) {
+    super("ffmpeg", 137, stderrTail, task, options);
+    const tail = stderrTail.trim();
+    this.message = `ffmpeg did not finish ${task} within ${formatSeconds(timeoutMs)} and was ` +
+      `killed${tail === "" ? "" : `: ${tail}`}`;
+    this.name = "FfmpegTimeoutError";
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * The time an encode of `frames` frames of `width` × `height` is given before ffmpeg is killed:
+ * 60 s plus 2 µs per pixel of every frame. Measured on 2 shared cores, the slowest format (GIF,
+ * its palette pass) takes about 0.24 µs a pixel-frame (25 frames of 1024×576 in 3.5 s) and x264
+ * 0.05 µs: the allowance is 8× the slowest plus a minute, 90 s for SVD-XT's clip, 10 min for 64
+ * frames of 2048².
+ */
+export function encodeTimeoutMs(frames: number, width: number, height: number): number {
+  return Math.round(60_000 + frames * width * height * 0.002);
+}
+
+/**
  * The ffmpeg executable to run: the explicit path if given, else `FFMPEG_PATH`, else `ffmpeg`
  * from PATH. Without env permission the variable is skipped rather than prompted for.
  *
@@ -124,6 +162,8 @@ export interface RunFfmpegOptions {
   readonly task: string;
   /** Kills ffmpeg (SIGKILL) when it fires. */
   readonly signal?: AbortSignal;
+  /** Kills ffmpeg (SIGKILL) when it runs longer than this, in milliseconds (default: no limit). */
+  readonly timeoutMs?: number;
 }
 
 /**
@@ -132,6 +172,7 @@ export interface RunFfmpegOptions {
  *
  * @throws {FfmpegNotFoundError} the executable cannot be started
  * @throws {FfmpegError} ffmpeg exits with another code, or stops reading its input early
+ * @throws {FfmpegTimeoutError} ffmpeg ran past `timeoutMs` and was killed
  * @throws {GenerationCancelledError} `signal` fired (before or during the run); `cause` is its reason
  *
  * @example
@@ -145,7 +186,7 @@ export interface RunFfmpegOptions {
  * ```
  */
 export async function runFfmpeg(args: readonly string[], options: RunFfmpegOptions): Promise<void> {
-  const { path, input, task, signal } = options;
+  const { path, input, task, signal, timeoutMs } = options;
   throwIfCancelled(signal, task);
   const child = spawn("ffmpeg", path, args, "piped");
   const stderrTail = readTail(child.stderr);
@@ -157,11 +198,18 @@ export async function runFfmpeg(args: readonly string[], options: RunFfmpegOptio
     }
   };
   signal?.addEventListener("abort", kill, { once: true });
+  let timedOut = false;
+  const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+    timedOut = true;
+    kill();
+  }, timeoutMs);
   try {
     const writeError = await writeAll(child.stdin, input, signal);
     const status = await child.status;
-    const tail = await stderrTail;
+    // A killed ffmpeg's children (a wrapper script's) may keep stderr open: wait only a moment.
+    const tail = timedOut ? await within(stderrTail, 1000, "") : await stderrTail;
     throwIfCancelled(signal, task);
+    if (timedOut) throw new FfmpegTimeoutError(timeoutMs!, tail, task);
     if (!status.success) throw new FfmpegError("ffmpeg", status.code, tail, task);
     if (writeError !== undefined) {
       // ffmpeg exited 0 without reading all frames: the output would be short.
@@ -170,6 +218,7 @@ export async function runFfmpeg(args: readonly string[], options: RunFfmpegOptio
       });
     }
   } finally {
+    clearTimeout(timer);
     signal?.removeEventListener("abort", kill);
   }
 }
@@ -199,6 +248,89 @@ export async function runFfprobe(
   const status = await child.status;
   if (!status.success) throw new FfmpegError("ffprobe", status.code, tail, options.task);
   return output;
+}
+
+/** Options of {@linkcode ffmpegFrames}. */
+export interface FfmpegFramesOptions {
+  /** Executable to run (already resolved, see {@linkcode resolveFfmpegPath}). */
+  readonly path: string;
+  /** What ffmpeg is doing, for error messages (`decoding "clip.mp4"`). */
+  readonly task: string;
+  /** Bytes per frame of the raw output (width × height × 3 for rgb24). */
+  readonly frameBytes: number;
+  /** Kills ffmpeg (SIGKILL) when it fires. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Runs ffmpeg with `args` (no stdin; raw frames written to `pipe:1`) and yields its stdout one
+ * frame of `frameBytes` at a time, so a long video never sits in memory whole. Stopping the
+ * iteration early kills ffmpeg.
+ *
+ * @throws {FfmpegNotFoundError} the executable cannot be started
+ * @throws {FfmpegError} ffmpeg exits with a code other than 0, or its output ends mid-frame
+ * @throws {GenerationCancelledError} `signal` fired (before or during the run)
+ *
+ * @example
+ * ```ts
+ * import { ffmpegFrames } from "./ffmpeg.ts";
+ * const args = ["-f", "lavfi", "-i", "color=red:s=2x2:r=5:d=0.4", "-f", "rawvideo",
+ *   "-pix_fmt", "rgb24", "pipe:1"];
+ * for await (const frame of ffmpegFrames(args, { path: "ffmpeg", task: "red", frameBytes: 12 })) {
+ *   frame; // Uint8Array [255, 0, 0, 255, 0, 0, …], twice
+ * }
+ * ```
+ */
+export async function* ffmpegFrames(
+  args: readonly string[],
+  options: FfmpegFramesOptions,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const { path, task, frameBytes, signal } = options;
+  if (!Number.isInteger(frameBytes) || frameBytes < 1) {
+    throw new RangeError(`ffmpegFrames needs frameBytes >= 1, got ${frameBytes}`);
+  }
+  throwIfCancelled(signal, task);
+  const child = spawn("ffmpeg", path, args, "null");
+  const stderrTail = readTail(child.stderr);
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+  };
+  signal?.addEventListener("abort", kill, { once: true });
+  let finished = false;
+  try {
+    let frame = new Uint8Array(frameBytes);
+    let filled = 0;
+    for await (const chunk of child.stdout) {
+      for (let offset = 0; offset < chunk.length;) {
+        const take = Math.min(frameBytes - filled, chunk.length - offset);
+        frame.set(chunk.subarray(offset, offset + take), filled);
+        [filled, offset] = [filled + take, offset + take];
+        if (filled === frameBytes) {
+          yield frame;
+          [frame, filled] = [new Uint8Array(frameBytes), 0];
+        }
+      }
+    }
+    const status = await child.status;
+    const tail = await stderrTail;
+    throwIfCancelled(signal, task);
+    if (!status.success) throw new FfmpegError("ffmpeg", status.code, tail, task);
+    if (filled !== 0) {
+      throw new FfmpegError("ffmpeg", status.code, tail || "output ended mid-frame", task);
+    }
+    finished = true;
+  } finally {
+    signal?.removeEventListener("abort", kill);
+    if (!finished) {
+      kill(); // the caller stopped early or something failed: ffmpeg must not linger
+      await child.status;
+      await stderrTail.catch(() => {});
+    }
+  }
 }
 
 function resolveToolPath(tool: FfmpegTool, explicit: string | undefined): string {
@@ -282,6 +414,23 @@ function concat(chunks: readonly Uint8Array[], bytes: number): Uint8Array {
     offset += chunk.length;
   }
   return all;
+}
+
+/** `promise`'s value, or `fallback` when it takes longer than `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<T>((resolve) => timer = setTimeout(() => resolve(fallback), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(1)} s`;
 }
 
 function throwIfCancelled(signal: AbortSignal | undefined, task: string): void {

@@ -6,3 +6,4 @@
 export * from "./encode_video.ts";
 export * from "./ffmpeg.ts";
 export * from "./probe.ts";
+export * from "./decode_video.ts";

@@ -1,7 +1,8 @@
 /**
  * A one-line terminal progress bar on stderr: bytes, percent, rate and ETA.
  *
- * On a terminal the line is redrawn in place (at most every 100 ms); otherwise (CI logs, a pipe)
+ * On a terminal the line is redrawn in place (at most every 100 ms), cut to the terminal's width
+ * so it never wraps (a wrapped line would leave one line per redraw); otherwise (CI logs, a pipe)
  * it prints a plain line at most every 10 s, and always one final line from `done()`.
  *
  * @example
@@ -32,6 +33,8 @@ export interface ProgressBarOptions {
   readonly barWidth?: number;
   /** What is counted: bytes (default: `4.02 GB / 9.56 GB  85 MB/s`) or items (`3 / 25  1.2/s`). */
   readonly unit?: "bytes" | "items";
+  /** The terminal's width in characters; default: stderr's, read at every redraw. */
+  readonly columns?: () => number;
 }
 
 const encoder = new TextEncoder();
@@ -40,6 +43,14 @@ function writeStderr(text: string): void {
   const bytes = encoder.encode(text);
   let offset = 0;
   while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+}
+
+function terminalColumns(): number {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return 80;
+  }
 }
 
 function stderrIsTerminal(): boolean {
@@ -59,6 +70,7 @@ export class ProgressBar {
   readonly #minInterval: number;
   readonly #barWidth: number;
   readonly #unit: "bytes" | "items";
+  readonly #columns: () => number;
   /** First `done` seen and when: the rate counts only bytes moved in this run, not resumed ones. */
   #start: { done: number; at: number } | undefined;
   #lastDrawAt = -Infinity;
@@ -73,6 +85,7 @@ export class ProgressBar {
     this.#minInterval = options.minIntervalMs ?? (this.#terminal ? 100 : 10_000);
     this.#barWidth = options.barWidth ?? 20;
     this.#unit = options.unit ?? "bytes";
+    this.#columns = options.columns ?? terminalColumns;
   }
 
   /**
@@ -97,6 +110,16 @@ export class ProgressBar {
     if (this.#terminal && this.#last) this.#write("\n");
   }
 
+  /**
+   * Ends the line where it stands (Ctrl-C, a failure), so what is printed next starts on a line
+   * of its own. Further updates are ignored.
+   */
+  stop(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    if (this.#terminal && this.#lastDrawAt > -Infinity) this.#write("\n");
+  }
+
   #draw(now: number): void {
     const { done, total, detail } = this.#last!;
     const elapsedMs = now - this.#start!.at;
@@ -108,6 +131,9 @@ export class ProgressBar {
       elapsedMs,
       barWidth: this.#barWidth,
       unit: this.#unit,
+      // Three columns short of the edge: a line that fills the last column wraps on some
+      // terminals, and the terminal echoes Ctrl-C as "^C" where the cursor stands.
+      maxWidth: this.#terminal ? this.#columns() - 3 : undefined,
     });
     // "\r\x1b[2K": back to column 0 and clear the line, so a shorter line leaves no tail.
     this.#write(this.#terminal ? `\r\x1b[2K${line}` : `${line}\n`);
@@ -125,13 +151,25 @@ export interface ProgressState {
   readonly barWidth?: number;
   /** Default "bytes". */
   readonly unit?: "bytes" | "items";
+  /** Longest line: the bar narrows first, then the end is cut with `…`. Default: no limit. */
+  readonly maxWidth?: number;
 }
 
 /**
  * One progress line: `label [####....] 42.1%  4.02 GB / 9.56 GB  85.3 MB/s  ETA 1m05s`. Without a
- * total the bar, percent and ETA are left out.
+ * total the bar, percent and ETA are left out. Over `maxWidth`, the bar narrows (down to none),
+ * then the line is cut.
  */
 export function formatProgress(state: ProgressState): string {
+  const width = state.barWidth ?? 20;
+  const max = state.maxWidth ?? Infinity;
+  const line = progressLine(state, width);
+  if (line.length <= max) return line;
+  const narrower = progressLine(state, Math.max(0, width - (line.length - max)));
+  return narrower.length <= max ? narrower : `${narrower.slice(0, Math.max(0, max - 1))}…`;
+}
+
+function progressLine(state: ProgressState, width: number): string {
   const { label, done, total, movedBytes, elapsedMs } = state;
   const parts: string[] = [];
   const rate = elapsedMs > 0 ? (movedBytes * 1000) / elapsedMs : 0;
@@ -139,9 +177,8 @@ export function formatProgress(state: ProgressState): string {
   const perSecond = state.unit === "items" ? `${rate.toFixed(2)}/s` : `${formatBytes(rate)}/s`;
   if (total !== undefined && total > 0) {
     const fraction = Math.min(Math.max(done / total, 0), 1);
-    const width = state.barWidth ?? 20;
     const filled = Math.round(fraction * width);
-    parts.push(`${label} [${"#".repeat(filled)}${".".repeat(width - filled)}]`);
+    parts.push(width > 0 ? `${label} [${"#".repeat(filled)}${".".repeat(width - filled)}]` : label);
     parts.push(`${(fraction * 100).toFixed(1).padStart(5)}%`);
     parts.push(`${amount(done)} / ${amount(total)}`);
   } else {

@@ -10,8 +10,8 @@
 
 import { parseArgs } from "node:util";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
-import type { GraphName } from "../../pipeline/convert/model_manifest.ts";
-import { generateVideo, type NetworkRunner } from "../../pipeline/generate.ts";
+import { type GraphName, MANIFEST_FILE, readModelJson } from "../../pipeline/model_json/mod.ts";
+import { generateVideo, modelConstants, type NetworkRunner } from "../../pipeline/generate.ts";
 import { prepareImage } from "../../pipeline/image/prepare_image.ts";
 import { InferenceClient } from "../../pipeline/runtime/mod.ts";
 
@@ -67,7 +67,7 @@ export async function generateOverhead(args: string[]): Promise<void> {
   const video = await generateVideo({
     image: image.tensor,
     params,
-    model: { scaleFactor: 0.18215, sigmaMin: 0.002, sigmaMax: 700, rho: 7 },
+    model: modelConstants((await readModelJson(`${modelDir}/${MANIFEST_FILE}`)).config),
     networks: runner,
     onEvent: (e) => {
       if (e.type === "step") previewFrames += e.frames?.length ?? 0;

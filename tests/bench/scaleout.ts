@@ -24,6 +24,7 @@ import { RedisJobQueue } from "../../functions/jobs/redis_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import { Metrics } from "../../functions/metrics.ts";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
+import { ImagePool } from "../../pipeline/image/image_pool.ts";
 import { readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import type { VideoJobRunner } from "../../pipeline/service/video_job.ts";
 import { MainProcess } from "../functions/_main_process.ts";
@@ -160,7 +161,8 @@ async function stepLatency(
       },
     });
   const metrics = new Metrics();
-  const loop = new WorkerLoop({ queue, slots: 1, run, log: () => {} });
+  const loop = new WorkerLoop({ queue, slots: 1, run });
+  const imagePool = new ImagePool({ workers: 1 });
   const app = createApp({
     queue,
     model: { name: manifest.name, sampling: manifest.config.sampling },
@@ -169,8 +171,8 @@ async function stepLatency(
     inferenceReady: () => true,
     maxUploadBytes: 1 << 24,
     maxPixels: 16e6,
+    imagePool,
     heartbeatMs: 15_000,
-    log: () => {},
   });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
   loop.start();
@@ -202,6 +204,7 @@ async function stepLatency(
     await loop.stop({ drainMs: 5000 });
     await server.shutdown();
     await queue.close();
+    await imagePool.close();
   }
   latencies.sort((a, b) => a - b);
   return {

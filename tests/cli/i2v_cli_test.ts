@@ -42,6 +42,7 @@ Deno.test("deno task i2v on the converted fixture model with --noise reproduces 
       `${dir}/noise.safetensors`,
       "--save-latents",
       `${dir}/latents.safetensors`,
+      "--no-watermark", // sgm's fixture frames stop before its watermark
       "--format",
       "frames",
       "--out",
@@ -107,7 +108,7 @@ Deno.test("deno task i2v on the demo model writes mp4, webm and gif with the req
   }
 });
 
-Deno.test("deno task i2v refuses out-of-range parameters with the allowed range", async () => {
+Deno.test("deno task i2v refuses out-of-range parameters with the allowed range, exit code 2", async () => {
   const result = await runTask("i2v", [
     "--image",
     fixturePath("input.png"),
@@ -116,7 +117,7 @@ Deno.test("deno task i2v refuses out-of-range parameters with the allowed range"
     "--steps",
     "0",
   ]);
-  assert.equal(result.code, 1);
+  assert.equal(result.code, 2);
   assert.match(result.stderr, /steps = 0 is out of range: allowed 1\.\.200/);
   const guider = await runTask("i2v", [
     "--image",
@@ -126,11 +127,70 @@ Deno.test("deno task i2v refuses out-of-range parameters with the allowed range"
     "--guider",
     "cubic",
   ]);
-  assert.equal(guider.code, 1);
+  assert.equal(guider.code, 2);
   assert.match(
     guider.stderr,
     /guider = "cubic" is not an allowed value: allowed linear \| triangle/,
   );
+  // crf follows the format, as over HTTP: refused for gif, not ignored
+  const gif = await runTask("i2v", [
+    "--image",
+    fixturePath("input.png"),
+    "--out",
+    "/tmp/never.gif",
+    "--crf",
+    "20",
+  ]);
+  assert.equal(gif.code, 2);
+  assert.match(gif.stderr, /^error: crf = 20 does not apply to gif: allowed only with format mp4/m);
+});
+
+Deno.test("deno task i2v checks everything typed before it reads the model: flags, files, output, ffmpeg", async () => {
+  // An empty --model folder: reading it would fail with another message, so each refusal below
+  // comes before the model is read (let alone loaded).
+  const dir = await Deno.makeTempDir();
+  try {
+    const image = fixturePath("input.png");
+    const base = ["--model", dir, "--image", image, "--out", `${dir}/clip.mp4`];
+    const cases: [string[], number, RegExp, Record<string, string>?][] = [
+      [[...base, "--crf", "99"], 2, /^error: crf = 99 is out of range: allowed 0\.\.63$/m],
+      [[...base, "--max-pixels", "lots"], 2, /^error: --max-pixels must be a whole number/m],
+      [[...base, "--provider", "tpu"], 2, /^error: --provider must be cpu, cuda, webgpu/m],
+      [[...base, "--format", "avi"], 2, /format = "avi" is not an allowed value: .*frames$/m],
+      [[...base, "--format", "frames", "--crf", "20"], 2, /crf = "20" does not apply to frames/],
+      [
+        ["--model", dir, "--image", "nope.png", "--out", "x.mp4"],
+        2,
+        /^error: --image: no such file: nope\.png$/m,
+      ],
+      [
+        ["--model", dir, "--image", image, "--out", "/no/such/x.mp4"],
+        2,
+        /^error: --out: no such folder: \/no\/such$/m,
+      ],
+      [
+        ["--model", `${dir}/none`, "--image", image, "--out", `${dir}/x.mp4`],
+        2,
+        /^error: --model: no such folder/m,
+      ],
+      [[...base, "--noise", `${dir}/none.safetensors`], 2, /^error: --noise: no such file/m],
+      [
+        ["--model", dir, "--image", image, "--out", dir, "--format", "mp4"],
+        2,
+        /^error: --out: .* is a folder/m,
+      ],
+      [[...base], 1, /^error: ffmpeg not found at "\/no\/ffmpeg"/m, { FFMPEG_PATH: "/no/ffmpeg" }],
+    ];
+    for (const [args, code, message, env] of cases) {
+      const result = await runTask("i2v", args, env);
+      assert.equal(result.code, code, `${args.join(" ")}: ${result.stderr}`);
+      assert.match(result.stderr, message, args.join(" "));
+      assert.doesNotMatch(result.stderr, /model\.json|demo model/, "the model was not read");
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing was written");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("an i2v run interrupted with SIGINT mid-way leaves no output file", async () => {

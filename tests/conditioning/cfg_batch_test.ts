@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cfgUnetFeeds } from "../../pipeline/conditioning/cfg_batch.ts";
+import { cfgUnetFeeds, splitCfgFeeds } from "../../pipeline/conditioning/cfg_batch.ts";
 import { tensor } from "../../pipeline/tensor.ts";
 import { assertClose, FIXTURES, readFixture } from "../_fixtures.ts";
 
@@ -78,4 +78,27 @@ Deno.test({
       assertClose(feeds.imageOnlyIndicator, s.image_only_indicator, 0, "image_only_indicator");
     }
   },
+});
+
+Deno.test("splitCfgFeeds() cuts the CFG batch into the unconditional and the conditional video", () => {
+  const x = tensor([2, 4, 1, 2], Float32Array.from({ length: 16 }, (_, i) => i));
+  const feeds = cfgUnetFeeds(x, 1, {
+    crossattn: tensor([1, 1, 3], Float32Array.of(1, 2, 3)),
+    concat: tensor([1, 4, 1, 2], Float32Array.from({ length: 8 }, (_, i) => 100 + i)),
+    vector: tensor([2, 768], new Float32Array(2 * 768).fill(5)),
+  });
+  const [uncond, cond] = splitCfgFeeds(feeds);
+  for (const [name, video, rows] of [["uncond", uncond, [0, 1]], ["cond", cond, [2, 3]]] as const) {
+    assert.deepEqual(video.x.dims, [2, 8, 1, 2], name);
+    assert.deepEqual([...video.x.data], [...feeds.x.data.slice(rows[0] * 16, (rows[1] + 1) * 16)]);
+    assert.deepEqual([...video.timesteps.data], [
+      ...feeds.timesteps.data.slice(rows[0], rows[1] + 1),
+    ]);
+    assert.deepEqual(video.context.dims, [2, 1, 3]);
+    assert.deepEqual(video.y.dims, [2, 768]);
+    assert.deepEqual(video.imageOnlyIndicator.dims, [1, 2]);
+    assert.deepEqual([...video.imageOnlyIndicator.data], [0, 0]);
+  }
+  assert.deepEqual([...uncond.context.data], [0, 0, 0, 0, 0, 0], "uncond: zero context");
+  assert.deepEqual([...cond.context.data], [1, 2, 3, 1, 2, 3]);
 });

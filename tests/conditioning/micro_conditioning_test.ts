@@ -49,11 +49,11 @@ Deno.test({
       assert.deepEqual(Array.from(y.data.subarray(t * 12, (t + 1) * 12)), Array.from(parts));
     }
     assert.throws(
-      () => microConditioningVector({ fpsId: NaN, motionBucketId: 127, condAug: 0.02 }, 3),
+      () => microConditioningVector({ fpsId: NaN, motionBucketId: 127, condAug: 0.02 }, 3, 256),
       RangeError,
     );
     assert.throws(
-      () => microConditioningVector({ fpsId: 6, motionBucketId: 127, condAug: 0.02 }, 0),
+      () => microConditioningVector({ fpsId: 6, motionBucketId: 127, condAug: 0.02 }, 0, 256),
       RangeError,
     );
   },
@@ -76,7 +76,7 @@ Deno.test({
       "vector_part.motion_bucket_id",
       "vector_part.cond_aug",
     ]);
-    const y = microConditioningVector({ fpsId, motionBucketId, condAug }, 4);
+    const y = microConditioningVector({ fpsId, motionBucketId, condAug }, 4, 256);
     assertClose(y, t["c.vector"], 1e-4, "c.vector");
     assertClose(y, t["uc.vector"], 1e-4, "uc.vector");
     const part = (k: number) => {

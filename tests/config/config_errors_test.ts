@@ -122,11 +122,11 @@ const VALUE_CASES: {
     message: /does not divide model\.image_encoder\.width \(64\): allowed a divisor of 64/,
   },
   {
-    name: "adm_in_channels other than 768",
+    name: "adm_in_channels that is not three equal embedding widths",
     from: "    adm_in_channels: 768",
     to: "    adm_in_channels: 512",
     field: "model.unet.adm_in_channels",
-    message: /allowed 768 \(3 × 256/,
+    message: /= 512 is not a multiple of 3: allowed 3\.\.12288, a multiple of 3 \(3 × outdim/,
   },
   {
     name: "min_guidance above max_guidance",

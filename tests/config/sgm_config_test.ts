@@ -215,3 +215,72 @@ Deno.test({
     );
   },
 });
+
+/** The fixture with every ConcatTimestepEmbedderND's outdim (1, 2, 4) and adm_in_channels set. */
+function withOutdims(outdims: [number, number, number], admInChannels: number | undefined): string {
+  return editedFixture((root) => {
+    const p = root.model.params;
+    [1, 2, 4].forEach((i, k) =>
+      p.conditioner_config.params.emb_models[i].params.outdim = outdims[k]
+    );
+    if (admInChannels === undefined) delete p.network_config.params.adm_in_channels;
+    else p.network_config.params.adm_in_channels = admInChannels;
+  });
+}
+
+/** Asserts that `text` is refused at `field` with `message`. */
+function assertRefusedAt(text: string, field: string, message: RegExp): void {
+  assert.throws(() => parseConfig(text, "config.yaml"), (e: unknown) => {
+    assert.ok(e instanceof ConfigError, String(e));
+    assert.equal(e.field, field, e.message);
+    assert.match(e.message, message);
+    return true;
+  });
+}
+
+const EMBEDDERS = "model.params.conditioner_config.params.emb_models";
+const ADM = "model.params.network_config.params.adm_in_channels";
+
+Deno.test({
+  name: "an sgm config whose embedders have outdim 64 gives a 192-wide UNet vector",
+  permissions: { read: true },
+  fn() {
+    const config = parseConfig(withOutdims([64, 64, 64], 192), "config.yaml");
+    assert.equal(config.unet.admInChannels, 192);
+    assert.deepEqual({ ...config.unet, admInChannels: 768 }, TINY.unet);
+  },
+});
+
+Deno.test({
+  name: "an sgm config whose adm_in_channels is not 3 × outdim is refused at adm_in_channels",
+  permissions: { read: true },
+  fn() {
+    assertRefusedAt(
+      withOutdims([64, 64, 64], 768),
+      ADM,
+      /adm_in_channels = 768 does not fit the conditioner: allowed 192 \(3 × the embedders' outdim 64\)$/,
+    );
+    assertRefusedAt(withOutdims([64, 64, 64], undefined), ADM, /is missing: allowed 192 \(3 ×/);
+  },
+});
+
+Deno.test({
+  name: "an sgm config whose three embedders differ in outdim, or lack one, is refused at it",
+  permissions: { read: true },
+  fn() {
+    assertRefusedAt(
+      withOutdims([256, 128, 256], 768),
+      `${EMBEDDERS}[2].params.outdim`,
+      /= 128 differs from .*emb_models\[1\]\.params\.outdim \(one width for the three embeddings\): allowed 256$/,
+    );
+    const missing = editedFixture((root) => {
+      delete root.model.params.conditioner_config.params.emb_models[4].params.outdim;
+    });
+    assertRefusedAt(missing, `${EMBEDDERS}[4].params.outdim`, /is missing: allowed 1\.\.4096/);
+    assertRefusedAt(
+      withOutdims([0, 0, 0], 768),
+      `${EMBEDDERS}[1].params.outdim`,
+      /= 0 is out of range: allowed 1\.\.4096/,
+    );
+  },
+});

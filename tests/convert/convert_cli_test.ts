@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { ModelManifest } from "../../pipeline/convert/model_manifest.ts";
+import type { ModelManifest } from "../../pipeline/model_json/mod.ts";
 import { OnnxSession } from "../../pipeline/runtime/onnx_session.ts";
 import type { Tensor } from "../../pipeline/tensor.ts";
 import { assertClose, fixturePath, readFixture } from "../_fixtures.ts";

@@ -1,19 +1,21 @@
 /**
  * Runs {@linkcode resolveProvider} with real ONNX Runtime sessions on the tiny model and prints
- * the outcome as one JSON line. A separate process because loading ONNX Runtime needs
- * `--allow-ffi`, which the deploy tests do not otherwise ask for.
+ * the outcome as one JSON line. A separate process because starting the inference process needs
+ * `--allow-run` and `--allow-ffi`, which the deploy tests do not otherwise ask for.
  *
- * Usage: deno run --allow-read --allow-write --allow-env --allow-ffi tests/deploy/_provider_probe.ts SETTING
+ * Usage: deno run --allow-read --allow-write --allow-env --allow-ffi --allow-run tests/deploy/_provider_probe.ts SETTING
  *
  * @module
  */
 
 import { InferenceClient } from "../../pipeline/runtime/mod.ts";
 import { parseProviderSetting, resolveProvider } from "../../pipeline/runtime/provider.ts";
+import { missingProviderLibraries } from "../../pipeline/runtime/provider_libraries.ts";
 import { tinyModelDir } from "../runtime/_tiny_model.ts";
 
 const modelDir = await tinyModelDir();
 const logs: string[] = [];
+const cudaLibraries = await missingProviderLibraries("cuda") === undefined;
 try {
   const choice = await resolveProvider(
     parseProviderSetting(Deno.args[0]),
@@ -21,8 +23,10 @@ try {
     { log: (line) => logs.push(line) },
   );
   await choice.value.close();
-  console.log(JSON.stringify({ provider: choice.provider, skipped: choice.skipped, logs }));
+  console.log(
+    JSON.stringify({ provider: choice.provider, skipped: choice.skipped, logs, cudaLibraries }),
+  );
 } catch (error) {
   const { name, message } = error as Error;
-  console.log(JSON.stringify({ error: { name, message }, logs }));
+  console.log(JSON.stringify({ error: { name, message }, logs, cudaLibraries }));
 }

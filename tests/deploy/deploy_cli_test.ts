@@ -239,3 +239,33 @@ Deno.test("deno task deploy: a failing kubectl apply is one line after its own o
     "error: kubectl apply -f failed with exit code 1 (its output is above)",
   ]);
 });
+
+Deno.test("deno task deploy --target k8s-scaleout applies into kubectl's current namespace, KEDA's Redis address included", async () => {
+  await using bin = await fakeBin([{
+    name: "kubectl",
+    answers: [{ prefix: "config view", code: 0, output: "video" }],
+  }]);
+  const out = await Deno.makeTempDir({ prefix: "deploy_scaleout_ns_" });
+  try {
+    const { code, stderr } = await runTask(
+      "deploy",
+      ["--target", "k8s-scaleout", "--image", IMAGE, "--out", out],
+      { PATH: bin.path },
+    );
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /namespace: video \(kubectl's current one/);
+    const documents = [...Deno.readDirSync(out)].map((e) =>
+      parse(Deno.readTextFileSync(`${out}/${e.name}`)) as KubeObject
+    );
+    assert.ok(documents.length > 0);
+    assert.ok(documents.every((d) => d.metadata.namespace === "video"));
+    const scaled = documents.find((d) => d.kind === "ScaledObject")!;
+    const triggers = (scaled.spec as { triggers: { metadata: { address: string } }[] }).triggers;
+    assert.ok(triggers.every((t) => t.metadata.address.startsWith("svd-stream-redis.video.svc")));
+    const calls = await bin.calls();
+    assert.equal(calls[1], "kubectl config view --minify --output=jsonpath={..namespace}");
+    assert.ok(calls.slice(2).every((c) => c.startsWith("kubectl apply -f ")));
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});

@@ -15,6 +15,7 @@ import type { IPodSpec } from "kubernetes-models/v1/PodSpec";
 import type { IService } from "kubernetes-models/v1/Service";
 import {
   applySetting,
+  GPU_MEMORY_BY_TYPE,
   hasTagOrDigest,
   type KubeObject,
   parseModelLocation,
@@ -129,22 +130,21 @@ for (const target of ALL_TARGETS) {
   });
 
   Deno.test(`${target}: API_TOKEN comes from a secret reference only`, () => {
-    const { server } = workload({ target });
+    // The HTTP API's pods (k8s-scaleout: the api Deployment; its workers have no token).
+    const serving = (options: RenderOptions) =>
+      objects(options).find((o) => {
+        const e = env(podSpec(o)?.containers[0] ?? {} as IContainer);
+        return (e.ORT_PROVIDER !== undefined || e.ROLE !== undefined) && e.ROLE !== "worker";
+      })!;
+    const object = structuredClone(serving({ target, image: IMAGE }));
+    const server = podSpec(object)!.containers[0];
     const token = server.env!.find((e) => e.name === "API_TOKEN")!;
     assert.equal(token.value, undefined);
     assert.equal(token.valueFrom?.secretKeyRef?.name, "svd-stream-api-token");
-    assertRefused(
-      mutated(
-        target,
-        (_, s) =>
-          s.env!.splice(s.env!.indexOf(s.env!.find((e) => e.name === "API_TOKEN")!), 1, {
-            name: "API_TOKEN",
-            value: "hunter2",
-          }),
-      ),
-      /API_TOKEN must come from a secret reference/,
-    );
-    assert.equal(env(workload({ target, tokenSecret: null }).server).API_TOKEN, undefined);
+    server.env!.splice(server.env!.indexOf(token), 1, { name: "API_TOKEN", value: "hunter2" });
+    assertRefused(object, /API_TOKEN must come from a secret reference/);
+    const untokened = serving({ target, tokenSecret: null });
+    assert.equal(env(podSpec(untokened)!.containers[0]).API_TOKEN, undefined);
   });
 
   Deno.test(`${target}: the server's environment carries every setting`, () => {
@@ -334,6 +334,27 @@ Deno.test("k8s: Deployment, Service and PodDisruptionBudget; grace covers draini
   );
 });
 
+Deno.test("k8s: a GPU Deployment frees a GPU before starting its successor, so one GPU per node can roll out", () => {
+  const deployment = workload({ target: "k8s", image: IMAGE }).object as IDeployment & KubeObject;
+  assert.deepEqual(deployment.spec?.strategy, {
+    type: "RollingUpdate",
+    rollingUpdate: { maxSurge: 0, maxUnavailable: 1 },
+  });
+  // A CPU Deployment has no GPU to wait for: it still starts the new pod first.
+  const cpu = workload({ target: "k8s", image: IMAGE, limits: { gpu: 0 }, provider: "cpu" })
+    .object as IDeployment & KubeObject;
+  assert.deepEqual(cpu.spec?.strategy?.rollingUpdate, { maxSurge: 1, maxUnavailable: 0 });
+  // The surge that waits for a spare GPU forever is refused, Kubernetes' default (25%) included.
+  const surging = (strategy: unknown) =>
+    mutated("k8s", (_p, _s, o) => (o.spec as { strategy?: unknown }).strategy = strategy);
+  assertRefused(
+    surging({ type: "RollingUpdate", rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } }),
+    /a GPU Deployment rolling out with maxSurge = 1 needs a spare GPU/,
+  );
+  assertRefused(surging(undefined), /maxSurge = 25% needs a spare GPU/);
+  validateManifest(surging({ type: "Recreate" }));
+});
+
 Deno.test("k8s with init:NAME: an init container fills an emptyDir with deno task weights", () => {
   const { pod, server } = workload({ target: "k8s", image: IMAGE, modelLocation: "init:svd_xt" });
   const init = pod.initContainers![0];
@@ -439,4 +460,26 @@ Deno.test("parseModelLocation() and hasTagOrDigest() read what users type", () =
   assert.ok(hasTagOrDigest(`ghcr.io/acme/svd@sha256:${"a".repeat(64)}`));
   assert.ok(!hasTagOrDigest("localhost:5000/svd-stream"));
   assert.ok(!hasTagOrDigest("svd-stream"));
+});
+
+Deno.test("GPU_MEMORY_GB: Cloud Run's L4 by default, a known gpuType elsewhere, unset when the GPU is unknown", () => {
+  assert.equal(env(workload({ target: "cloudrun" }).server).GPU_MEMORY_GB, "22.49"); // 23034 MiB
+  assert.equal(GPU_MEMORY_BY_TYPE["nvidia-h100-80gb"], 79.64);
+  for (const target of ["knative", "k8s"] as const) {
+    assert.equal(env(workload({ target }).server).GPU_MEMORY_GB, undefined, target);
+    const h100 = workload({ target, gpuType: "nvidia-h100-80gb" });
+    assert.equal(env(h100.server).GPU_MEMORY_GB, "79.64", target);
+    assert.equal(env(workload({ target, gpuMemoryGb: 40 }).server).GPU_MEMORY_GB, "40");
+    assert.equal(env(workload({ target, limits: { gpu: 0 } }).server).GPU_MEMORY_GB, undefined);
+  }
+  assert.equal(
+    env(workload({ target: "cloudrun", gpuType: "nvidia-b200" }).server).GPU_MEMORY_GB,
+    undefined,
+  );
+  assert.throws(
+    () => resolveRenderOptions({ target: "k8s", gpuMemoryGb: 0.5 }),
+    /gpuMemoryGb = 0.5 is out of range: allowed 1..4096 \(GiB\)/,
+  );
+  assert.equal(applySetting({ target: "k8s" }, "gpuMemoryGb=22.5").gpuMemoryGb, 22.5);
+  assert.throws(() => applySetting({ target: "k8s" }, "gpuMemoryGb=lots"), /not a number/);
 });

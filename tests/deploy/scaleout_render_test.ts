@@ -107,6 +107,19 @@ Deno.test("k8s-scaleout: a GPU worker with ROLE=worker, replicas left to KEDA", 
   });
   assert.equal(e.REDIS_URL, "redis://:$(REDIS_PASSWORD)@svd-stream-redis:6379/0");
   assert.ok(Number(pod.terminationGracePeriodSeconds) >= Number(e.DRAIN_SECONDS) + 10);
+  // A worker serves only the probes and /metrics: no token, no access to its secret.
+  assert.equal(e.API_TOKEN, undefined);
+  // One GPU per node: the old worker goes first (its queued jobs wait in Redis).
+  assert.deepEqual((worker.spec as { strategy?: unknown }).strategy, {
+    type: "RollingUpdate",
+    rollingUpdate: { maxSurge: 0, maxUnavailable: 1 },
+  });
+  const tokened = structuredClone(worker);
+  container(tokened).env!.push({
+    name: "API_TOKEN",
+    valueFrom: { secretKeyRef: { name: "svd-stream-api-token", key: "token" } },
+  });
+  assertRefused(tokened, /ROLE=worker serves only the probes and \/metrics: it needs no API_TOKEN/);
 });
 
 Deno.test("k8s-scaleout: a CPU API behind a Service and a PodDisruptionBudget", () => {
@@ -121,6 +134,14 @@ Deno.test("k8s-scaleout: a CPU API behind a Service and a PodDisruptionBudget", 
   const e = env(server);
   assert.equal(e.ROLE, "api");
   assert.equal(e.MODEL_DIR, undefined);
+  assert.deepEqual(e.API_TOKEN, {
+    secretKeyRef: { name: "svd-stream-api-token", key: "token" },
+  });
+  // CPU pods: the new one is ready before an old one goes.
+  assert.deepEqual((api.spec as { strategy?: unknown }).strategy, {
+    type: "RollingUpdate",
+    rollingUpdate: { maxSurge: 1, maxUnavailable: 0 },
+  });
   // Cluster-wide: SLOTS + QUEUE_SIZE = maxInstances × (slots + 4).
   assert.equal(Number(e.SLOTS) + Number(e.QUEUE_SIZE), 4 * (2 + 4));
   const service = find(list, "Service", "svd-stream-api");
@@ -144,6 +165,8 @@ Deno.test("k8s-scaleout: a ScaledObject with redis-streams triggers on the jobs 
   assert.equal(scaled.apiVersion, "keda.sh/v1alpha1");
   assert.equal(spec.minReplicaCount, 0);
   assert.equal(spec.maxReplicaCount, 6);
+  // A fresh install's worker stays up long enough to publish its model for the API.
+  assert.ok((scaled.spec as { initialCooldownPeriod: number }).initialCooldownPeriod >= 600);
   assert.equal(spec.scaleTargetRef.name, "svd-stream-worker");
   const [queued, jobs] = triggers(scaled);
   assert.equal(queued.type, "redis-streams");
@@ -163,6 +186,26 @@ Deno.test("k8s-scaleout: a ScaledObject with redis-streams triggers on the jobs 
     triggers(find(objects({ namespace: "video" }), "ScaledObject", "svd-stream-worker"))[0]
       .metadata.address,
     "svd-stream-redis.video.svc.cluster.local:6379",
+  );
+});
+
+Deno.test("k8s-scaleout: every object is in the namespace KEDA's Redis address names, default included", () => {
+  for (const namespace of [undefined, "video"]) {
+    const list = objects({ namespace });
+    const expected = namespace ?? "default";
+    for (const object of list) {
+      assert.equal(object.metadata.namespace, expected, `${object.kind}/${object.metadata.name}`);
+    }
+    for (const trigger of triggers(find(list, "ScaledObject", "svd-stream-worker"))) {
+      assert.equal(trigger.metadata.address, `svd-stream-redis.${expected}.svc.cluster.local:6379`);
+    }
+  }
+  // A ScaledObject moved to another namespace than its address is refused.
+  const moved = find(objects({ namespace: "video" }), "ScaledObject", "svd-stream-worker");
+  (moved.metadata as { namespace?: string }).namespace = "ml";
+  assertRefused(
+    moved,
+    /address svd-stream-redis\.video\.svc\.cluster\.local:6379 is in namespace "video", the ScaledObject in "ml"/,
   );
 });
 

@@ -1,9 +1,9 @@
 /**
  * .github/workflows/deploy.yml: on a version tag it installs Deno 2.9.6, passes `deno task ok`,
- * logs in with secrets referenced by name only, then builds, pushes and deploys with the project's
- * own tasks.
+ * logs in to Google Cloud and its registry with workload identity (GitHub's OIDC token, no stored
+ * password or key), then builds, pushes and deploys with the project's own tasks.
  *
- * Run: deno test --allow-read tests/deploy/workflow_test.ts
+ * Run: deno test --allow-read --allow-env tests/deploy/workflow_test.ts
  */
 
 import assert from "node:assert/strict";
@@ -57,16 +57,27 @@ Deno.test("deploy.yml installs Deno 2.9.6 and passes deno task ok before buildin
   assert.ok(checkout < deno && deno < ok && ok < image && image < deploy);
 });
 
-Deno.test("deploy.yml logs in to Google Cloud and the registry with secrets by name only", () => {
-  const auth =
-    steps[stepIndex((s) => s.uses?.startsWith("google-github-actions/auth@") ?? false, "auth")];
-  for (const value of Object.values(auth.with ?? {})) {
-    assert.match(String(value), /^\$\{\{ secrets\.\w+ \}\}$/);
-  }
-  const login =
-    steps[stepIndex((s) => s.uses?.startsWith("docker/login-action@") ?? false, "login")];
-  assert.equal(login.with?.password, "${{ secrets.REGISTRY_PASSWORD }}");
-  assert.match(String(login.with?.username), /^\$\{\{ secrets\.\w+ \}\}$/);
-  // No credential-looking literal anywhere.
+Deno.test("deploy.yml logs in to Google Cloud and the registry with workload identity, no stored password", () => {
+  const workflowPermissions = (parse(text) as { permissions?: Record<string, string> }).permissions;
+  assert.equal(workflowPermissions?.["id-token"], "write", "GitHub's OIDC token for the job");
+  const authIndex = stepIndex(
+    (s) => s.uses?.startsWith("google-github-actions/auth@") ?? false,
+    "authenticates to Google Cloud",
+  );
+  const auth = steps[authIndex] as Step & { id?: string };
+  assert.match(String(auth.with?.workload_identity_provider), /^\$\{\{ (secrets|vars)\.\w+ \}\}$/);
+  assert.match(String(auth.with?.service_account), /^\$\{\{ (secrets|vars)\.\w+ \}\}$/);
+  assert.equal(auth.with?.token_format, "access_token");
+  assert.equal(auth.with?.credentials_json, undefined, "no service account key");
+  const loginIndex = stepIndex(
+    (s) => s.uses?.startsWith("docker/login-action@") ?? false,
+    "logs in to the registry",
+  );
+  assert.ok(authIndex < loginIndex);
+  const login = steps[loginIndex];
+  assert.equal(login.with?.username, "oauth2accesstoken");
+  assert.equal(login.with?.password, `\${{ steps.${auth.id}.outputs.access_token }}`);
+  // No stored registry password or key anywhere, and no credential-looking literal.
+  assert.doesNotMatch(text, /secrets\.\w*(PASSWORD|_KEY|CREDENTIALS)\b/);
   assert.doesNotMatch(text, /(password|token|key)\s*:\s*(?!\$\{\{)["']?\w{8,}/i);
 });

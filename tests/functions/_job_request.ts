@@ -34,6 +34,7 @@ export function jobRequest(
     size: "cover",
     preview: "none",
     keepRunning: false,
+    watermark: true,
     ...overrides,
   };
 }

@@ -1,7 +1,9 @@
 /**
- * A throwaway `redis-server` for the Redis tests: a free loopback port, no persistence, started
- * and stopped by the test (never a system service). It can be stopped and started again on the
- * same port, as a Redis outage looks to its clients.
+ * A throwaway `redis-server` for the Redis tests: a free loopback port, started and stopped by the
+ * test (never a system service). It can be stopped and started again on the same port, as a Redis
+ * outage looks to its clients: empty again (no persistence, the default), or, with `persistent`,
+ * with its data (an append-only file fsynced at every write, in a temp folder removed on dispose),
+ * as a production Redis with AOF comes back.
  *
  * @example
  * ```ts
@@ -20,22 +22,32 @@ export const redisServerMissing: string | undefined = probe();
 
 if (redisServerMissing) console.warn(`Skipping the Redis tests: ${redisServerMissing}`);
 
+/** Options of {@linkcode RedisServer.start}. */
+export interface RedisServerOptions {
+  /** Keep the data across `stop()` and `restart()` (needs write access for a temp folder). */
+  readonly persistent?: boolean;
+}
+
 /** A `redis-server` child process on 127.0.0.1. */
 export class RedisServer {
   readonly port: number;
+  /** Where a persistent server keeps its append-only file. */
+  readonly #dataDir?: string;
   #child?: Deno.ChildProcess;
 
-  private constructor(port: number) {
+  private constructor(port: number, dataDir?: string) {
     this.port = port;
+    this.#dataDir = dataDir;
   }
 
   /** Starts a server on a free port and waits until it answers PING (at most 10 s). */
-  static async start(): Promise<RedisServer> {
+  static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     // redis-server has no "port 0": take a free port from the OS and hand it over.
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = listener.addr.port;
     listener.close();
-    const server = new RedisServer(port);
+    const dataDir = options.persistent ? await Deno.makeTempDir({ prefix: "redis_" }) : undefined;
+    const server = new RedisServer(port, dataDir);
     await server.restart();
     return server;
   }
@@ -51,10 +63,13 @@ export class RedisServer {
   /** Starts the server again on the same port (empty: nothing is persisted). */
   async restart(): Promise<void> {
     if (this.#child) throw new Error(`redis-server on port ${this.port} is already running`);
+    const persistence = this.#dataDir
+      ? ["--appendonly", "yes", "--appendfsync", "always", "--dir", this.#dataDir]
+      : ["--appendonly", "no"];
     // deno-fmt-ignore
     this.#child = new Deno.Command("redis-server", {
       args: [
-        "--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--port", String(this.port), "--bind", "127.0.0.1", "--save", "", ...persistence,
         "--protected-mode", "no", "--loglevel", "warning",
       ],
       stdin: "null",
@@ -90,6 +105,7 @@ export class RedisServer {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
+    if (this.#dataDir) await Deno.remove(this.#dataDir, { recursive: true }).catch(() => {});
   }
 }
 

@@ -7,12 +7,17 @@
 
 import type { Hono } from "hono";
 import { createApp } from "../../functions/app.ts";
+import type { JobAdmission } from "../../functions/job_admission.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import { Metrics } from "../../functions/metrics.ts";
 import type { UploadModel } from "../../functions/multipart.ts";
+import type { WebhookTargets } from "../../functions/routes/generations.ts";
+import { DeadlineSweeper } from "../../functions/jobs/deadlines.ts";
 import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
+import { ImagePool } from "../../pipeline/image/image_pool.ts";
+import { modelConstants } from "../../pipeline/generate.ts";
 import { InferenceClient, readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import { InferenceEngine } from "../../pipeline/service/inference_engine.ts";
 import {
@@ -22,6 +27,7 @@ import {
   videoJobRunner,
 } from "../../pipeline/service/video_job.ts";
 import { fixturePath } from "../_fixtures.ts";
+import { type CapturedLine, capturedLog } from "./_captured_log.ts";
 
 /** Options of {@linkcode testService}. */
 export interface TestServiceOptions {
@@ -33,12 +39,26 @@ export interface TestServiceOptions {
   readonly heartbeatMs?: number;
   readonly maxUploadBytes?: number;
   readonly maxPixels?: number;
+  /** Upload limits (the app's defaults otherwise). */
+  readonly maxConcurrentUploads?: number;
+  readonly bodyIdleMs?: number;
+  readonly bodyTimeoutMs?: number;
+  /** Admission by cost (default: none). */
+  readonly admitJob?: JobAdmission;
   readonly retentionMs?: number;
   readonly cancelPollMs?: number;
   /** Overrides the engine's readiness (fake runners have no engine). */
   readonly inferenceReady?: () => boolean;
   /** Start the worker loop (default true). */
   readonly startLoop?: boolean;
+  /** `MAX_JOB_SECONDS` (default: no limit). */
+  readonly maxJobSeconds?: number;
+  /** Where webhooks may go (default: nowhere). */
+  readonly webhookTargets?: WebhookTargets;
+  /** Sweep queued jobs past their deadline every this many ms (default: no sweeper). */
+  readonly sweepMs?: number;
+  /** ffmpeg's time per job, in milliseconds (default: scaled to the clip). */
+  readonly encodeTimeoutMs?: number;
 }
 
 /** A running service; dispose it to stop everything. */
@@ -46,12 +66,14 @@ export interface TestService extends AsyncDisposable {
   readonly app: Hono;
   readonly queue: MemoryJobQueue;
   readonly loop: WorkerLoop;
+  /** Checks uploads at the door and prepares the model's jobs' images. */
+  readonly imagePool: ImagePool;
   readonly metrics: Metrics;
   readonly model: UploadModel;
   /** Present with `run: "model"`. */
   readonly engine?: InferenceEngine<InferenceClient>;
-  /** Log lines the service wrote. */
-  readonly logs: Record<string, unknown>[];
+  /** Log lines the service wrote (requests and job transitions). */
+  readonly logs: CapturedLine[];
 }
 
 /** Builds (and starts) a service; see the module doc. */
@@ -59,16 +81,18 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
   const dir = await ensureDemoModel();
   const { manifest } = await readModelDirectory(dir);
   const model: UploadModel = { name: manifest.name, sampling: manifest.config.sampling };
-  const logs: Record<string, unknown>[] = [];
-  const log = (fields: Record<string, unknown>) => void logs.push(fields);
+  const log = capturedLog();
+  const logs = log.lines;
   const metrics = new Metrics();
   const slots = options.slots ?? 1;
   const queue = new MemoryJobQueue({
     capacity: slots + (options.queueSize ?? 8),
     retentionMs: options.retentionMs ?? 60_000,
     retryAfterSeconds: () => 7,
+    onCancelledWhileQueued: () => metrics.cancelledWhileQueued(),
   });
   const maxPixels = options.maxPixels ?? 16e6;
+  const imagePool = new ImagePool();
   let engine: InferenceEngine<InferenceClient> | undefined;
   let run: VideoJobRunner;
   if (options.run === undefined || options.run === "model") {
@@ -76,9 +100,11 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     engine = started;
     await started.acquire();
     run = videoJobRunner({
+      images: imagePool,
       networks: () => started.acquire(),
-      model: { scaleFactor: manifest.config.scaleFactor, ...manifest.config.sampling },
+      model: modelConstants(manifest.config),
       maxPixels,
+      encodeTimeoutMs: options.encodeTimeoutMs,
     });
   } else {
     run = options.run;
@@ -101,22 +127,39 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     apiToken: options.apiToken,
     maxUploadBytes: options.maxUploadBytes ?? 20 * 1024 * 1024,
     maxPixels,
+    imagePool,
+    maxConcurrentUploads: options.maxConcurrentUploads,
+    bodyIdleMs: options.bodyIdleMs,
+    bodyTimeoutMs: options.bodyTimeoutMs,
+    admitJob: options.admitJob,
+    queueCapacity: slots + (options.queueSize ?? 8),
+    retryAfterSeconds: () => 7,
     heartbeatMs: options.heartbeatMs ?? 15_000,
     log,
+    jobLog: log,
+    maxJobSeconds: options.maxJobSeconds,
+    webhookTargets: options.webhookTargets,
   });
   if (options.startLoop ?? true) loop.start();
+  const sweeper = options.sweepMs === undefined
+    ? undefined
+    : new DeadlineSweeper({ queue, intervalMs: options.sweepMs, log });
+  sweeper?.start();
   return {
     app,
     queue,
     loop,
+    imagePool,
     metrics,
     model,
     engine,
     logs,
     async [Symbol.asyncDispose]() {
+      sweeper?.stop();
       await loop.stop({ drainMs: 60_000, cancelAfterMs: 0 });
       await queue.close();
       await engine?.close();
+      await imagePool.close();
     },
   };
 }

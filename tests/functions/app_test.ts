@@ -143,7 +143,7 @@ Deno.test("an idle event stream sends a comment heartbeat every heartbeat interv
   await reading;
 });
 
-Deno.test("GET /events resumes after Last-Event-ID: only later events, no repeats, then the end", async () => {
+Deno.test("GET /events resumes after Last-Event-ID: only later events, no repeats, then the end, then 204", async () => {
   await using service = await testService({ run: fakeRunner() });
   const { id } = await (await service.app.request(
     "/v1/generations",
@@ -161,12 +161,11 @@ Deno.test("GET /events resumes after Last-Event-ID: only later events, no repeat
     await service.app.request(`/v1/generations/${id}/events?last_event_id=${all[4].id}`),
   ).rest();
   assert.deepEqual(byQuery, all.slice(5));
-  const afterEnd = await new SseReader(
-    await service.app.request(`/v1/generations/${id}/events`, {
-      headers: { "Last-Event-ID": all.at(-1)!.id! },
-    }),
-  ).rest();
-  assert.deepEqual(afterEnd, [], "nothing after the terminal event; the stream closes");
+  const afterEnd = await service.app.request(`/v1/generations/${id}/events`, {
+    headers: { "Last-Event-ID": all.at(-1)!.id! },
+  });
+  assert.equal(afterEnd.status, 204, "nothing after the terminal event: 204 stops an EventSource");
+  assert.equal(await afterEnd.text(), "");
 });
 
 Deno.test("bad input is refused with the right status, a code, the field, and no stack trace", async (t) => {
@@ -324,7 +323,7 @@ Deno.test("bad input is refused with the right status, a code, the field, and no
   });
 });
 
-Deno.test("with API_TOKEN every route needs the bearer token except /healthz, /readyz, /metrics and /", async () => {
+Deno.test("with API_TOKEN every route needs the bearer token except /healthz, /readyz, /metrics and the demo page", async () => {
   await using service = await testService({ run: fakeRunner(), apiToken: "s3cret" });
   const png = await inputPng();
   const missing = await service.app.request("/v1/generations", post(upload(png, SMALL)));
@@ -346,7 +345,7 @@ Deno.test("with API_TOKEN every route needs the bearer token except /healthz, /r
   );
   assert.equal(ok.status, 202);
   await ok.body?.cancel();
-  for (const path of ["/healthz", "/readyz", "/metrics", "/"]) {
+  for (const path of ["/healthz", "/readyz", "/metrics", "/", "/demo/demo.js", "/demo/demo.css"]) {
     const response = await service.app.request(path);
     assert.equal(response.status, 200, path);
     await response.body?.cancel();
@@ -583,7 +582,9 @@ Deno.test("/openapi.json is an OpenAPI 3.1 document listing every path", async (
   assert.ok(document.paths["/v1/generations"].post);
   assert.ok(document.paths["/v1/generations/{id}"].delete);
   const fields = document.components.schemas.GenerationUpload.properties;
-  assert.deepEqual(fields.steps, { type: "integer", minimum: 1, maximum: 200 });
+  const { type, minimum, maximum, default: byDefault } = fields.steps;
+  assert.deepEqual({ type, minimum, maximum }, { type: "integer", minimum: 1, maximum: 200 });
+  assert.equal(byDefault, 3, "the loaded model's default");
   assert.deepEqual(fields.format.enum, ["mp4", "webm", "gif"]);
   // every $ref resolves
   const refs = JSON.stringify(document).match(/"#\/components\/schemas\/[A-Za-z]+"/g) ?? [];
@@ -593,12 +594,22 @@ Deno.test("/openapi.json is an OpenAPI 3.1 document listing every path", async (
   }
 });
 
-Deno.test("GET / is the demo page", async () => {
+Deno.test("GET / is the demo page; its script and stylesheet are served beside it", async () => {
   await using service = await testService({ run: fakeRunner(), startLoop: false });
   const response = await service.app.request("/");
   assert.equal(response.status, 200);
   assert.match(response.headers.get("Content-Type")!, /^text\/html/);
-  assert.match(await response.text(), /<html/i);
+  const html = await response.text();
+  assert.match(html, /<html/i);
+  for (
+    const [path, type] of [["/demo/demo.js", "text/javascript"], ["/demo/demo.css", "text/css"]]
+  ) {
+    assert.ok(html.includes(`"${path}"`), `the page links ${path}`);
+    const asset = await service.app.request(path);
+    assert.equal(asset.status, 200, path);
+    assert.match(asset.headers.get("Content-Type")!, new RegExp(`^${type}`));
+    assert.ok((await asset.text()).length > 1000);
+  }
 });
 
 Deno.test("results are deleted after the retention time", async () => {
@@ -634,6 +645,7 @@ Deno.test("while draining, new generations get 503 shutting_down and /readyz 503
     inferenceReady: () => true,
     maxUploadBytes: 1 << 20,
     maxPixels: 16e6,
+    imagePool: service.imagePool,
     heartbeatMs: 1000,
     draining: () => true,
   });

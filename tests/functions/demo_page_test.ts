@@ -1,7 +1,9 @@
 /**
- * The demo page (`functions/demo_page.ts`) driven in headless Chromium through playwright-core,
- * against a fake API served in the test: a scripted SSE stream (queued, started, 3 steps of PNG
- * previews, decoding, encoding, done) and a real mp4 made with ffmpeg.
+ * The demo page (static files in `functions/demo/`, served by the app) driven in headless Chromium
+ * through playwright-core, against a fake API served in the test: the page, its files and
+ * `/openapi.json` come from the real app (on a fake model), the generations are a scripted SSE
+ * stream (queued, started, 3 steps of PNG previews, decoding, encoding, done) and a real mp4 made
+ * with ffmpeg.
  *
  * Needs /usr/bin/chromium (`.ci/setup` installs it; the browser tests are ignored without it) and
  * `--allow-sys=homedir,osRelease,uid,gid`, which playwright-core reads when it loads.
@@ -14,10 +16,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
-import { demoPage } from "../../functions/demo_page.ts";
+import { loadConfig } from "../../pipeline/config/mod.ts";
 import { encodePng } from "../../pipeline/image/png_encode.ts";
 import { encodeVideo } from "../../pipeline/video/mod.ts";
 import { fixturePath } from "../_fixtures.ts";
+import { bareApp } from "./_bare_app.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const HAS_CHROMIUM = (() => {
@@ -141,6 +144,12 @@ function previewUrl(step: number, frame: number): string {
   return `data:image/png;base64,${btoa(String.fromCharCode(...png))}`;
 }
 
+/** The real app on a fake model ("fake", the tiny config's defaults): the page and its document. */
+async function pageApp() {
+  const tiny = await loadConfig(new URL("../../configs/tiny.yaml", import.meta.url).pathname);
+  return bareApp({ name: "fake", sampling: tiny.sampling });
+}
+
 /** A request the fake API saw. */
 interface SeenRequest {
   method: string;
@@ -163,7 +172,8 @@ function sse(event: string, data: unknown, id?: number): string {
 }
 
 /**
- * The fake API: `GET /` is the page, `POST /v1/generations` answers as `script` says,
+ * The fake API: `GET /`, `/demo/*` and `/openapi.json` are the real app's, `POST /v1/generations`
+ * answers as `script` says,
  * `GET /videos/clip.mp4` is a real mp4, `DELETE /v1/generations/:id` releases an `until-delete`
  * stream, `GET /v1/generations/gen-456[/events]` are the status JSON and the resumable events
  * (after `Last-Event-ID`) of a `drop-then-resume` run. The SSE stream goes out in odd-sized chunks split inside lines, with a comment, a
@@ -187,6 +197,7 @@ async function withFakeApi(
   const mp4 = await Deno.readFile(clip.path);
   const seen: SeenRequest[] = [];
   const deleted = Promise.withResolvers<void>();
+  await using real = await pageApp();
 
   const stream = (events: string[], wait: (index: number) => Promise<void>) => {
     const encoder = new TextEncoder();
@@ -212,25 +223,17 @@ async function withFakeApi(
     });
   };
 
-  // The whole scripted run; event i has SSE id i + 1.
-  const started = {
-    model: "fake",
-    frames: FRAMES,
-    steps: STEPS,
-    width: VIDEO.width,
-    height: VIDEO.height,
-    seed: 42,
-  };
-  const done = {
-    video_url: "/videos/clip.mp4",
-    format: "mp4",
-    bytes: mp4.length,
-    seed: 42,
-    timings: { queue_ms: 3, sampling_ms: 750, decoding_ms: 40, encoding_ms: 60, total_ms: 853 },
-  };
-  const run = [
+  // The whole scripted run, with the seed posted (42 when none); event i has SSE id i + 1.
+  const runWith = (seed: number) => [
     sse("queued", { position: 1 }, 1),
-    sse("started", started, 2),
+    sse("started", {
+      model: "fake",
+      frames: FRAMES,
+      steps: STEPS,
+      width: VIDEO.width,
+      height: VIDEO.height,
+      seed,
+    }, 2),
     ...Array.from({ length: STEPS }, (_, s) =>
       sse("step", {
         step: s + 1,
@@ -242,8 +245,15 @@ async function withFakeApi(
       }, 3 + s)),
     sse("decoding", { chunk: 1, total: 1 }, 3 + STEPS),
     sse("encoding", {}, 4 + STEPS),
-    sse("done", done, 5 + STEPS),
+    sse("done", {
+      video_url: "/videos/clip.mp4",
+      format: "mp4",
+      bytes: mp4.length,
+      seed,
+      timings: { queue_ms: 3, sampling_ms: 750, decoding_ms: 40, encoding_ms: 60, total_ms: 853 },
+    }, 5 + STEPS),
   ];
+  const run = runWith(42);
   const sseHeaders = (location?: string) => ({
     "content-type": "text/event-stream",
     "cache-control": "no-store",
@@ -261,8 +271,12 @@ async function withFakeApi(
       fields: {},
     };
     seen.push(record);
-    if (req.method === "GET" && url.pathname === "/") {
-      return new Response(demoPage(), { headers: { "content-type": "text/html; charset=utf-8" } });
+    if (
+      req.method === "GET" &&
+      (url.pathname === "/" || url.pathname.startsWith("/demo/") ||
+        url.pathname === "/openapi.json")
+    ) {
+      return real.app.fetch(req);
     }
     if (req.method === "GET" && url.pathname === "/videos/clip.mp4") {
       return new Response(mp4, {
@@ -312,8 +326,10 @@ async function withFakeApi(
           return new Response(stream(run.slice(0, 3), () => delay(100)), {
             headers: sseHeaders("/v1/generations/gen-456"),
           });
-        case "complete":
-          return new Response(stream(run, () => delay(250)), { headers: sseHeaders() });
+        case "complete": {
+          const events = runWith(Number(record.fields.seed ?? 42));
+          return new Response(stream(events, () => delay(250)), { headers: sseHeaders() });
+        }
       }
     }
     return Response.json({ error: { code: "not_found", message: "no route" } }, { status: 404 });
@@ -335,43 +351,70 @@ function statuses(page: Page): Promise<string[]> {
   return page.evaluate<string[]>("window.__statuses");
 }
 
-Deno.test("demoPage() is one self-contained HTML document with a script that parses", () => {
-  const html = demoPage();
+Deno.test("the demo page is static files the app serves: HTML, a stylesheet and a script that parses", async () => {
+  await using page = await pageApp();
+  const { app } = page;
+  const html = await (await app.request("/")).text();
   assert.ok(html.startsWith("<!doctype html>"));
   assert.ok(html.trimEnd().endsWith("</html>"));
-  // inline CSS and JS only: nothing is fetched but the API
-  assert.doesNotMatch(html, /<link[^>]+rel="stylesheet"|<script[^>]+src=|\b(?:src|href)="https?:/);
-  assert.equal(html.match(/<script>/g)?.length, 1);
-  const script = html.slice(html.indexOf("<script>") + 8, html.indexOf("</script>"));
-  new Function(script); // throws SyntaxError if the template string broke the code
-  // every API parameter the page offers has a labelled input of that name
-  for (
-    const name of [
-      "image",
-      "num_frames",
-      "steps",
-      "fps",
-      "motion_bucket_id",
-      "cond_aug",
-      "seed",
-      "min_guidance",
-      "max_guidance",
-      "guider",
-      "decoding_t",
-      "format",
-      "size",
-      "preview",
-      "keep_running",
-    ]
-  ) {
-    assert.match(html, new RegExp(`id="${name}" name="${name}"`), name);
-    assert.ok(
-      html.includes(`for="${name}"`) || html.includes(`aria-label="Input image"`) ||
-        name === "keep_running",
-      `${name} has a label`,
-    );
+  // nothing is fetched but the service itself
+  assert.doesNotMatch(html, /\b(?:src|href)="https?:/);
+  assert.match(html, /<link rel="stylesheet" href="\/demo\/demo.css">/);
+  assert.match(html, /<script type="module" src="\/demo\/demo.js"><\/script>/);
+  const script = await (await app.request("/demo/demo.js")).text();
+  new Function(script); // throws SyntaxError if the script does not parse
+  // no field, limit or default is written in the page: they come from /openapi.json
+  for (const name of ["num_frames", "steps", "motion_bucket_id", "decoding_t", "guider"]) {
+    assert.doesNotMatch(html, new RegExp(`name="${name}"`), name);
   }
-  assert.equal(demoPage(), html);
+  assert.doesNotMatch(script, /\b(?:1023|2048|200)\b/, "no limit in the script");
+});
+
+Deno.test({
+  name:
+    "demo page in Chromium: every upload field of /openapi.json has a labelled input with its limits",
+  ignore: !HAS_CHROMIUM,
+  async fn() {
+    await withFakeApi("complete", async (base) => {
+      const document = await (await fetch(`${base}/openapi.json`)).json();
+      const properties: Record<string, Record<string, unknown>> =
+        document.components.schemas.GenerationUpload.properties;
+      await withBrowser(async (browser) => {
+        const { page, errors } = await openPage(browser, base);
+        await page.waitForSelector("#steps");
+        const inputs = await page.evaluate<Record<string, Record<string, string | null>>>(`(() => {
+          const out = {};
+          for (const input of document.querySelectorAll("#form [name]")) {
+            const label = document.querySelector('label[for="' + input.id + '"]') ?? input.closest("label");
+            const named = label?.textContent.trim() || input.getAttribute("aria-label");
+            out[input.name] = {
+              id: input.id, tag: input.tagName, type: input.type, label: named ?? null,
+              min: input.getAttribute("min"), max: input.getAttribute("max"), step: input.getAttribute("step"),
+              options: input.tagName === "SELECT" ? [...input.options].map((o) => o.value).join("|") : null,
+            };
+          }
+          return out;
+        })()`);
+        for (const [name, schema] of Object.entries(properties)) {
+          if (name === "model") continue; // one model per service: not offered
+          const input = inputs[name];
+          assert.ok(input, `an input for ${name}`);
+          assert.equal(input.id, name);
+          assert.ok(input.label, `${name} has a label`);
+          if (name === "image") continue;
+          assert.ok(input.label?.includes(schema.title as string), `${name}'s label is its title`);
+          if (schema.type === "integer" || schema.type === "number") {
+            assert.equal(input.min, String(schema.minimum), `${name} min`);
+            assert.equal(input.max, String(schema.maximum), `${name} max`);
+            if (schema.multipleOf) assert.equal(input.step, String(schema.multipleOf));
+          }
+          if (Array.isArray(schema.enum)) assert.equal(input.options, schema.enum.join("|"), name);
+        }
+        assert.equal(inputs.num_frames.max, "64", "the service's limit, not the page's own");
+        assert.deepEqual(errors, []);
+      });
+    });
+  },
 });
 
 Deno.test({
@@ -470,6 +513,7 @@ Deno.test({
           steps: String(STEPS),
           fps: String(VIDEO.fps),
           seed: "42",
+          guider: "linear",
           format: "mp4",
           size: "cover",
           preview: "latent",
@@ -528,6 +572,43 @@ Deno.test({
         assert.equal(await page.getAttribute("#steps", "aria-invalid"), null);
         await page.reload();
         assert.equal(await page.inputValue("#token"), "secret-token");
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "demo page in Chromium: a blank seed is a fresh random seed per generation, and shown",
+  ignore: !HAS_CHROMIUM,
+  async fn() {
+    await withFakeApi("complete", async (base, seen) => {
+      await withBrowser(async (browser) => {
+        const { page, errors } = await openPage(browser, base);
+        await page.setInputFiles("#image", fixturePath("input.png"));
+        await page.waitForSelector("#seed");
+        assert.equal(await page.inputValue("#seed"), "");
+        const seeds: string[] = [];
+        for (let run = 1; run <= 2; run++) {
+          const before = await page.evaluate<number>("window.__statuses.length");
+          await page.click("#generate");
+          await page.waitForFunction(
+            `window.__statuses.slice(${before}).some((line) => line.startsWith("done: "))`,
+          );
+          const posted = seen.filter((r) => r.method === "POST").at(-1)!.fields.seed;
+          assert.match(posted, /^\d+$/, "the page sent a seed");
+          assert.ok(Number(posted) < 2 ** 32);
+          assert.equal(await page.textContent("#result-seed"), posted);
+          assert.match(await page.textContent("#seed-hint") ?? "", new RegExp(`\\b${posted}$`));
+          assert.match(await page.textContent("#status") ?? "", new RegExp(`seed ${posted}$`));
+          assert.equal(
+            await page.inputValue("#seed"),
+            "",
+            "the field stays blank for the next run",
+          );
+          seeds.push(posted);
+        }
+        assert.notEqual(seeds[0], seeds[1], "each generation draws its own seed");
+        assert.deepEqual(errors, []);
       });
     });
   },

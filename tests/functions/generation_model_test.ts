@@ -166,6 +166,7 @@ Deno.test("/readyz answers 503 until the inference engine has loaded the model, 
       inferenceReady: () => engine.ready,
       maxUploadBytes: 1 << 20,
       maxPixels: 16e6,
+      imagePool: { validate: () => Promise.reject(new Error("no uploads in this test")) },
       heartbeatMs: 1000,
     });
     assert.equal((await app.request("/readyz")).status, 503);

@@ -81,7 +81,7 @@ Deno.test("main.ts cancels a job still running at the drain deadline and exits 0
 });
 
 Deno.test("main.ts refuses a bad environment with one line naming the variable and what is allowed", async () => {
-  await using service = new Service({ SLOTS: "0", ORT_PROVIDER: "tpu" });
+  await using service = new Service({ SLOTS: "0", ORT_PROVIDER: "tpu", LOG_LEVEL: "loud" });
   const { status } = await service.ended();
   assert.equal(status.code, 1);
   const failed = await service.line("start_failed", 1000);
@@ -93,4 +93,6 @@ Deno.test("main.ts refuses a bad environment with one line naming the variable a
     String(failed.message),
     /ORT_PROVIDER = "tpu" is not supported: allowed auto \| cuda \| webgpu \| cpu/,
   );
+  assert.match(String(failed.message), /LOG_LEVEL = "loud" is not supported: allowed debug \|/);
+  assert.equal(failed.level, "ERROR");
 });

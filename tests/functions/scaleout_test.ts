@@ -281,7 +281,6 @@ Deno.test("WorkerLoop.stop({atDeadline: 'release'}) hands a job still running at
     queue,
     slots: 1,
     run: fakeRunner({ stepMs: 50 }),
-    log: () => {},
     cancelPollMs: 20,
     name: "drain",
   });

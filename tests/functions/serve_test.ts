@@ -1,21 +1,23 @@
 /**
- * The HTTP function behind a real `Deno.serve` on loopback, driven like a client: fetch, reading
- * the SSE body as it arrives; a client that drops its streaming POST cancels the job (unless
- * `keep_running`); the clip over HTTP with byte ranges.
+ * The HTTP function behind the server `main.ts` runs (`serveHttp`: `node:http`) on loopback,
+ * driven like a client: fetch, reading the SSE body as it arrives; a client that drops its
+ * streaming POST cancels the job (unless `keep_running`); the clip over HTTP with byte ranges.
  */
 
 import assert from "node:assert/strict";
 import type { Hono } from "hono";
+import { serveHttp } from "../../functions/http_server.ts";
 import { probeVideo } from "../../pipeline/video/probe.ts";
 import { SseReader } from "./_sse_client.ts";
 import { inputPng, SMALL, testService, upload, waitFor } from "./_service.ts";
 
-/** Serves `app` on 127.0.0.1 at a free port. */
-function serve(app: Hono): AsyncDisposable & { url: string } {
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
+/** Serves `app` on 127.0.0.1 at a free port, as `main.ts` does. */
+async function serve(app: Hono): Promise<AsyncDisposable & { url: string }> {
+  const server = await serveHttp(app.fetch, { hostname: "127.0.0.1", port: 0 });
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     async [Symbol.asyncDispose]() {
+      server.closeAll();
       await server.shutdown();
     },
   };
@@ -28,7 +30,7 @@ async function status(url: string): Promise<Record<string, unknown>> {
 
 Deno.test("over real HTTP a streaming POST delivers events while the job runs, and the clip supports ranges", async () => {
   await using service = await testService();
-  await using server = serve(service.app);
+  await using server = await serve(service.app);
   const response = await fetch(`${server.url}/v1/generations`, {
     method: "POST",
     body: upload(await inputPng(), { ...SMALL, steps: "3", num_frames: "6" }),
@@ -76,7 +78,7 @@ Deno.test("over real HTTP a streaming POST delivers events while the job runs, a
 
 Deno.test("a client that drops its streaming POST cancels the job within a step or two", async () => {
   await using service = await testService();
-  await using server = serve(service.app);
+  await using server = await serve(service.app);
   const client = new AbortController();
   const response = await fetch(`${server.url}/v1/generations`, {
     method: "POST",
@@ -107,7 +109,7 @@ Deno.test("a client that drops its streaming POST cancels the job within a step 
 
 Deno.test("with keep_running=true a client that drops its streaming POST leaves the job running to done", async () => {
   await using service = await testService();
-  await using server = serve(service.app);
+  await using server = await serve(service.app);
   const client = new AbortController();
   const response = await fetch(`${server.url}/v1/generations`, {
     method: "POST",
@@ -132,7 +134,7 @@ Deno.test("with keep_running=true a client that drops its streaming POST leaves 
 
 Deno.test("over real HTTP an oversized upload is refused with 413 before the body is stored", async () => {
   await using service = await testService({ maxUploadBytes: 64 * 1024 });
-  await using server = serve(service.app);
+  await using server = await serve(service.app);
   const big = new Uint8Array(1024 * 1024);
   big.set(await inputPng());
   const response = await fetch(`${server.url}/v1/generations`, {

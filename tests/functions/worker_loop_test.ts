@@ -5,11 +5,18 @@
 
 import assert from "node:assert/strict";
 import { jobRequest } from "./_job_request.ts";
-import type { JobEvent } from "../../functions/jobs/job_queue.ts";
+import {
+  type ClaimedJob,
+  type JobEnding,
+  type JobEvent,
+  type JobQueue,
+  StoreUnavailableError,
+} from "../../functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
-import { ParameterError } from "../../pipeline/config/mod.ts";
+import { ParameterError } from "../../pipeline/request/mod.ts";
 import type { VideoJobRunner } from "../../pipeline/service/video_job.ts";
+import { capturedLog } from "./_captured_log.ts";
 import { fakeRunner, waitFor } from "./_service.ts";
 
 const REQUEST = jobRequest({ numSteps: 3 }, { preview: "latent" });
@@ -24,13 +31,13 @@ async function events(queue: MemoryJobQueue, id: string): Promise<JobEvent[]> {
 
 function setup(run: VideoJobRunner, slots = 1) {
   const queue = new MemoryJobQueue({ capacity: 10, retentionMs: 10_000 });
-  const logs: Record<string, unknown>[] = [];
-  const loop = new WorkerLoop({ queue, slots, run, log: (l) => void logs.push(l), name: "t" });
+  const log = capturedLog();
+  const loop = new WorkerLoop({ queue, slots, run, log, name: "t" });
   loop.start();
   return {
     queue,
     loop,
-    logs,
+    logs: log.lines,
     async [Symbol.asyncDispose]() {
       await loop.stop({ drainMs: 10_000, cancelAfterMs: 0 });
       await queue.close();
@@ -113,4 +120,69 @@ Deno.test("a cancel requested through the queue aborts the job's signal", async 
   const all = await events(t.queue, id);
   assert.equal(all.at(-1)?.type, "cancelled");
   assert.ok(all.filter((e) => e.type === "step").length < 200);
+});
+
+/** `queue` whose `finish` fails with StoreUnavailableError its first `failures` times. */
+function failingFinish(queue: MemoryJobQueue, failures: number): JobQueue {
+  let left = failures;
+  return new Proxy(queue, {
+    get(target, name) {
+      if (name === "finish") {
+        return (job: ClaimedJob, ending: JobEnding) =>
+          left-- > 0
+            ? Promise.reject(new StoreUnavailableError("Redis is unavailable"))
+            : target.finish(job, ending);
+      }
+      const value = Reflect.get(target, name);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("a job's ending is retried while the store is unavailable, then recorded once", async () => {
+  const memory = new MemoryJobQueue({ capacity: 10, retentionMs: 10_000 });
+  const log = capturedLog();
+  const loop = new WorkerLoop({
+    queue: failingFinish(memory, 3),
+    slots: 1,
+    run: fakeRunner(),
+    log,
+  });
+  loop.start();
+  try {
+    const { id } = await memory.submit(REQUEST, new Uint8Array());
+    const all = await events(memory, id);
+    assert.deepEqual(all.filter((e) => e.type === "started").length, 1);
+    assert.equal(all.at(-1)?.type, "done");
+    assert.equal((await memory.get(id))?.status, "done");
+    assert.equal((await memory.getVideo(id))?.bytes.length, 1000);
+    const kinds = log.lines.map((l) => l.event);
+    assert.ok(kinds.includes("finish_retrying") && kinds.includes("finish_recorded"), `${kinds}`);
+  } finally {
+    await loop.stop({ drainMs: 5000, cancelAfterMs: 0 });
+    await memory.close();
+  }
+});
+
+Deno.test("a job whose ending cannot be recorded within storeRetryMs is handed back and runs again", async () => {
+  const memory = new MemoryJobQueue({ capacity: 10, retentionMs: 10_000 });
+  const log = capturedLog();
+  const loop = new WorkerLoop({
+    queue: failingFinish(memory, 2),
+    slots: 1,
+    run: fakeRunner(),
+    log,
+    storeRetryMs: 100,
+  });
+  loop.start();
+  try {
+    const { id } = await memory.submit(REQUEST, new Uint8Array());
+    const all = await events(memory, id);
+    assert.equal(all.filter((e) => e.type === "started").length, 2, "ran again");
+    assert.equal(all.at(-1)?.type, "done");
+    assert.ok(log.lines.some((l) => l.event === "finish_failed"));
+  } finally {
+    await loop.stop({ drainMs: 5000, cancelAfterMs: 0 });
+    await memory.close();
+  }
 });

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { deflateSync } from "node:zlib";
+import { type DecodedImage, decodeImage } from "../../pipeline/image/decode_image.ts";
 import {
-  type DecodedImage,
-  decodeImage,
+  CorruptImageError,
   ImageTooLargeError,
-} from "../../pipeline/image/decode_image.ts";
-import { UnsupportedImageError } from "../../pipeline/image/image_header.ts";
+  UnsupportedImageError,
+} from "../../pipeline/image/image_errors.ts";
 import { fixturePath } from "../_fixtures.ts";
 import { FFMPEG_PERMISSIONS, ffmpegDecode, makeImage } from "./_ffmpeg.ts";
 import { pngFile, pngHeader } from "./_png_bytes.ts";
@@ -163,7 +163,7 @@ Deno.test({
     const lying = webp.slice();
     lying.set([9, 0, 0, 9, 0, 0], 24); // canvas 10×10 (stored minus one), the frame is 96×64
     await assert.rejects(decodeImage(lying, LIMIT), (error: unknown) => {
-      assert.ok(error instanceof UnsupportedImageError, String(error));
+      assert.ok(error instanceof CorruptImageError, String(error));
       assert.match(error.message, /10×10/);
       return true;
     });
@@ -176,7 +176,7 @@ Deno.test({
   async fn() {
     const webp = await makeImage("x.webp");
     await assert.rejects(
-      decodeImage(webp, { ...LIMIT, ffmpeg: "svd-stream-no-such-ffmpeg" }),
+      decodeImage(webp, { ...LIMIT, ffmpegPath: "svd-stream-no-such-ffmpeg" }),
       (error: unknown) => {
         assert.ok(error instanceof UnsupportedImageError);
         assert.match(error.message, /WebP input needs ffmpeg.*"svd-stream-no-such-ffmpeg"/);
@@ -211,6 +211,39 @@ Deno.test({
 });
 
 Deno.test({
+  name: "decodeImage() decodes WebP with the ffmpeg FFMPEG_PATH names when PATH has none",
+  permissions: { ...FFMPEG_PERMISSIONS, run: true, env: true },
+  async fn() {
+    const webp = await makeImage("x.webp", ["-lossless", "1"]);
+    const ffmpegPath = await whichFfmpeg();
+    const module = new URL("../../pipeline/image/decode_image.ts", import.meta.url).href;
+    const script = `
+      import { decodeImage } from ${JSON.stringify(module)};
+      const bytes = Uint8Array.from(${JSON.stringify(Array.from(webp))});
+      try {
+        const image = await decodeImage(bytes, { maxPixels: 1e6 });
+        console.log("decoded " + image.width + "x" + image.height);
+      } catch (error) { console.log(error.name + ": " + error.message); }`;
+    const { stdout, success } = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", script],
+      env: { PATH: "", FFMPEG_PATH: ffmpegPath },
+      stderr: "inherit",
+    }).output();
+    assert.ok(success);
+    assert.equal(new TextDecoder().decode(stdout).trim(), "decoded 96x64");
+  },
+});
+
+/** The absolute path of the ffmpeg on PATH. */
+async function whichFfmpeg(): Promise<string> {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    const path = `${dir}/ffmpeg`;
+    if (dir !== "" && (await Deno.stat(path).catch(() => undefined))?.isFile) return path;
+  }
+  throw new Error("ffmpeg is not on PATH");
+}
+
+Deno.test({
   name: "decodeImage() rejects a 100000×100000 PNG by its header, before reading any pixel data",
   permissions: "none",
   async fn() {
@@ -233,12 +266,12 @@ Deno.test({
     // a 16×16 RGB image needs 16 × (1 + 48) = 784 bytes; this stream inflates to 64 MB
     const idat = deflateSync(new Uint8Array(64 << 20));
     const zipBomb = pngFile(16, 16, [["IDAT", idat], ["IEND", new Uint8Array(0)]]);
-    await assert.rejects(decodeImage(zipBomb, LIMIT), UnsupportedImageError, "inflates past");
+    await assert.rejects(decodeImage(zipBomb, LIMIT), CorruptImageError, "inflates past");
   },
 });
 
 Deno.test({
-  name: "decodeImage() rejects truncated PNG, JPEG and WebP files with UnsupportedImageError",
+  name: "decodeImage() rejects truncated PNG, JPEG and WebP files with CorruptImageError",
   permissions: FFMPEG_PERMISSIONS,
   async fn() {
     const png = Deno.readFileSync(fixturePath("input.png"));
@@ -247,14 +280,14 @@ Deno.test({
     for (const [name, bytes] of [["png", png], ["jpeg", jpeg], ["webp", webp]] as const) {
       for (const keep of [0.3, 0.6, 0.9]) {
         const cut = bytes.subarray(0, Math.floor(bytes.length * keep));
-        await assert.rejects(decodeImage(cut, LIMIT), UnsupportedImageError, `${name} ${keep}`);
+        await assert.rejects(decodeImage(cut, LIMIT), CorruptImageError, `${name} ${keep}`);
       }
     }
   },
 });
 
 Deno.test({
-  name: "decodeImage() rejects GIF and a header-only PNG with UnsupportedImageError",
+  name: "decodeImage() rejects GIF as unsupported and a header-only PNG as corrupt",
   permissions: FFMPEG_PERMISSIONS,
   async fn() {
     await assert.rejects(
@@ -262,6 +295,6 @@ Deno.test({
       UnsupportedImageError,
       "GIF",
     );
-    await assert.rejects(decodeImage(pngHeader(4, 4), LIMIT), UnsupportedImageError);
+    await assert.rejects(decodeImage(pngHeader(4, 4), LIMIT), CorruptImageError, "Truncated");
   },
 });

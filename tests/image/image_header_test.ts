@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  type ImageHeader,
-  sniffImage,
-  UnsupportedImageError,
-} from "../../pipeline/image/image_header.ts";
+import { CorruptImageError, UnsupportedImageError } from "../../pipeline/image/image_errors.ts";
+import { type ImageHeader, sniffImage } from "../../pipeline/image/image_header.ts";
 import { fixturePath } from "../_fixtures.ts";
 import { FFMPEG_PERMISSIONS, makeImage } from "./_ffmpeg.ts";
 import { pngHeader } from "./_png_bytes.ts";
@@ -12,8 +9,18 @@ import { pngHeader } from "./_png_bytes.ts";
 function assertUnsupported(bytes: Uint8Array, pattern: RegExp): void {
   assert.throws(() => sniffImage(bytes), (error: unknown) => {
     assert.ok(error instanceof UnsupportedImageError, `got ${error}`);
+    assert.ok(!(error instanceof CorruptImageError), `got ${error}`);
     assert.ok(error instanceof SyntaxError);
     assert.equal(error.code, "unsupported_media_type");
+    assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+function assertCorrupt(bytes: Uint8Array, pattern: RegExp): void {
+  assert.throws(() => sniffImage(bytes), (error: unknown) => {
+    assert.ok(error instanceof CorruptImageError, `got ${error}`);
+    assert.equal(error.code, "corrupt_image");
     assert.match(error.message, pattern);
     return true;
   });
@@ -94,14 +101,14 @@ Deno.test({
     assertUnsupported(await makeImage("x.bmp"), /BMP/);
     assertUnsupported(new TextEncoder().encode("hello, world"), /"hello, w"/);
     assertUnsupported(new TextEncoder().encode("<svg xmlns="), /SVG/);
-    assertUnsupported(new Uint8Array(0), /empty/);
+    assertCorrupt(new Uint8Array(0), /Empty image file: 0 bytes/);
     // a PNG's bytes inside a RIFF container that is not WebP
     assertUnsupported(new TextEncoder().encode("RIFF\x00\x00\x00\x00AVI LIST"), /AVI/);
   },
 });
 
 Deno.test({
-  name: "sniffImage() throws UnsupportedImageError for every truncation of real headers",
+  name: "sniffImage() throws CorruptImageError for every truncation of real headers",
   permissions: FFMPEG_PERMISSIONS,
   async fn() {
     const files = [
@@ -118,8 +125,11 @@ Deno.test({
           assert.deepEqual(sniffImage(bytes.subarray(0, length)), full);
           if (firstWhole < 0) firstWhole = length;
         } catch (error) {
+          // one byte says nothing about the format; two or more of a magic are a cut file
           assert.ok(
-            error instanceof UnsupportedImageError,
+            length < 2
+              ? error instanceof UnsupportedImageError
+              : error instanceof CorruptImageError,
             `${full.format}[0:${length}]: ${error}`,
           );
           assert.equal(
@@ -127,7 +137,7 @@ Deno.test({
             -1,
             `${full.format}: ${length} bytes fail after a shorter prefix read`,
           );
-          if (length > 4) assert.match(error.message, /Truncated/);
+          if (length > 4) assert.match((error as Error).message, /Truncated/);
         }
       }
       assert.ok(firstWhole > 0, `${full.format}: no prefix read`);
@@ -171,11 +181,11 @@ Deno.test({
   name: "sniffImage() rejects zero sizes and a JPEG whose height comes from a DNL marker",
   permissions: "none",
   fn() {
-    assertUnsupported(pngHeader(0, 10), /size 0×10/);
+    assertCorrupt(pngHeader(0, 10), /size 0×10/);
     const dnl = Uint8Array.from([0xff, 0xd8, 0xff, 0xc0, 0x00, 0x0b, 8, 0, 0, 0x01, 0x00, 1]);
     assertUnsupported(dnl, /DNL/);
-    assertUnsupported(Uint8Array.from([0xff, 0xd8, 0xff, 0xda, 0x00, 0x02]), /before any frame/);
+    assertCorrupt(Uint8Array.from([0xff, 0xd8, 0xff, 0xda, 0x00, 0x02]), /before any frame/);
     const app0 = [0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00, 0x12, 0x34];
-    assertUnsupported(Uint8Array.from(app0), /expected a marker at byte 8, found 0x12/);
+    assertCorrupt(Uint8Array.from(app0), /expected a marker at byte 8, found 0x12/);
   },
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { deflateSync } from "node:zlib";
-import { UnsupportedImageError } from "../../pipeline/image/image_header.ts";
+import { UnsupportedImageError } from "../../pipeline/image/image_errors.ts";
 import { decodePng } from "../../pipeline/image/png_decode.ts";
 import { pngFile } from "./_png_bytes.ts";
 

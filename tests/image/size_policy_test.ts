@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { planResize, type ResizePlan, SIZE_POLICIES } from "../../pipeline/image/size_policy.ts";
+import { checkFields } from "../../pipeline/request/mod.ts";
+import {
+  MAX_SIDE,
+  planResize,
+  type ResizePlan,
+  SIZE_POLICIES,
+} from "../../pipeline/image/size_policy.ts";
 
 Deno.test({
   name: "planResize() cover: 1920×1080 scales to 1024×576 whole, a square loses top and bottom",
@@ -95,9 +101,51 @@ Deno.test({
       width: 128,
       height: 64,
     });
-    // below 64: lifted to 64
+    // below 64: lifted to 64 (and the long side within the 2048 limit)
     const tiny = planResize({ width: 10, height: 3000 }, { policy: "native" });
-    assert.deepEqual([tiny.width, tiny.height], [64, 2944]);
+    assert.deepEqual([tiny.width, tiny.height], [64, 2048]);
+  },
+});
+
+Deno.test({
+  name:
+    "planResize() native keeps the generation within the side limit and the pixel limit (issue 13: 4000² became 3968²)",
+  permissions: "none",
+  fn() {
+    // The request's width and height allow exactly up to MAX_SIDE.
+    for (const key of ["width", "height"]) {
+      checkFields({ [key]: MAX_SIDE }, "http");
+      assert.throws(() => checkFields({ [key]: MAX_SIDE + 64 }, "http"), RangeError);
+    }
+    // The issue's upload: scaled down to 2048², not generated at 3968².
+    assert.deepEqual(planResize({ width: 4000, height: 4000 }, { policy: "native" }), {
+      crop: { x: 0, y: 0, width: 4000, height: 4000 },
+      width: 2048,
+      height: 2048,
+    });
+    // Aspect kept: 6000×1000 → 2048×341 → 2048×320.
+    const wide = planResize({ width: 6000, height: 1000 }, { policy: "native" });
+    assert.deepEqual([wide.width, wide.height], [2048, 320]);
+    // A pixel limit below maxSide²: 4000×3000 within 1 Mpx → 1154.7×866 → 1152×832.
+    const limited = planResize({ width: 4000, height: 3000 }, { policy: "native", maxPixels: 1e6 });
+    assert.deepEqual([limited.width, limited.height], [1152, 832]);
+    // Within the limits nothing changes.
+    const fits = planResize({ width: 2048, height: 1152 }, { policy: "native" });
+    assert.deepEqual([fits.width, fits.height], [2048, 1152]);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 20_000 }),
+        fc.integer({ min: 1, max: 20_000 }),
+        fc.integer({ min: 4096, max: 8e6 }),
+        (width, height, maxPixels) => {
+          const plan = planResize({ width, height }, { policy: "native", maxPixels });
+          assert.ok(plan.width >= 64 && plan.width <= MAX_SIDE && plan.width % 64 === 0);
+          assert.ok(plan.height >= 64 && plan.height <= MAX_SIDE && plan.height % 64 === 0);
+          assert.ok(plan.width * plan.height <= maxPixels, `${plan.width}×${plan.height}`);
+        },
+      ),
+      { numRuns: 500 },
+    );
   },
 });
 

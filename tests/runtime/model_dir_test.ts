@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { ModelJsonError } from "../../pipeline/model_json/mod.ts";
 import {
   MANIFEST_FILE,
   ModelDirectoryError,
@@ -13,18 +14,23 @@ import {
 } from "../../pipeline/runtime/model_dir.ts";
 import { copyTinyModel, tinyModelDir } from "./_tiny_model.ts";
 
-/** Asserts that `promise` rejects with a ModelDirectoryError about `file` matching `pattern`. */
+/**
+ * Asserts that `promise` rejects with a ModelDirectoryError about `file` (and, given, the
+ * model.json `field`) matching `pattern`.
+ */
 async function assertRejectsFor(
   promise: Promise<unknown>,
   dir: string,
   file: string,
   pattern: RegExp,
+  field?: string | null,
 ): Promise<ModelDirectoryError> {
   const error = await promise.then(() => undefined, (e) => e);
   assert.ok(error instanceof ModelDirectoryError, `expected ModelDirectoryError, got ${error}`);
   assert.equal(error.dir, dir);
   assert.equal(error.file, file);
   assert.match(error.message, pattern);
+  if (field !== undefined) assert.equal(error.field, field);
   return error;
 }
 
@@ -96,28 +102,7 @@ Deno.test("readModelDirectory() refuses a wrong format tag and quotes it", async
     readModelDirectory(copy.dir),
     copy.dir,
     MANIFEST_FILE,
-    /format "svd-stream-model\/0", expected "svd-stream-model\/1"/,
-  );
-});
-
-Deno.test("readModelDirectory() reads a model.json without attention as fused attention", async () => {
-  await using copy = await copyTinyModel();
-  const path = `${copy.dir}/${MANIFEST_FILE}`;
-  const { attention: _, ...older } = JSON.parse(await Deno.readTextFile(path));
-  await Deno.writeTextFile(path, JSON.stringify(older));
-  assert.equal((await readModelDirectory(copy.dir)).manifest.attention, "fused");
-});
-
-Deno.test("readModelDirectory() refuses an unknown attention form and lists the known ones", async () => {
-  await using copy = await copyTinyModel();
-  const path = `${copy.dir}/${MANIFEST_FILE}`;
-  const manifest = JSON.parse(await Deno.readTextFile(path));
-  await Deno.writeTextFile(path, JSON.stringify({ ...manifest, attention: "flash" }));
-  await assertRejectsFor(
-    readModelDirectory(copy.dir),
-    copy.dir,
-    MANIFEST_FILE,
-    /attention "flash", expected one of fused, decomposed/,
+    /model\.json:1: format = "svd-stream-model\/0" is not a format .*: expected "svd-stream-model\/1"/,
   );
 });
 
@@ -128,9 +113,10 @@ Deno.test("readModelDirectory() refuses model.json that is not JSON", async () =
     readModelDirectory(copy.dir),
     copy.dir,
     MANIFEST_FILE,
-    /model\.json is not valid JSON/,
+    /model\.json:1: not valid JSON/,
   );
-  assert.ok(error.cause instanceof SyntaxError);
+  assert.ok(error.cause instanceof ModelJsonError);
+  assert.ok(error.cause.cause instanceof SyntaxError);
 });
 
 Deno.test("readModelDirectory() refuses a graph file outside the directory", async () => {
@@ -143,7 +129,7 @@ Deno.test("readModelDirectory() refuses a graph file outside the directory", asy
     readModelDirectory(copy.dir),
     copy.dir,
     MANIFEST_FILE,
-    /graphs\.unet\.data must be a file name inside the directory/,
+    /graphs\.unet\.data = "\.\.\/unet\.onnx\.data" is not a file name inside the directory/,
   );
 });
 
@@ -200,5 +186,51 @@ Deno.test("readModelDirectory() refuses a graph the manifest does not have", asy
     copy.dir,
     MANIFEST_FILE,
     /graph "vae_decoder" is not in model\.json \(it has: image_encoder, vae_encoder, unet\)/,
+  );
+});
+
+Deno.test("readModelDirectory() names a missing graph file and the model.json field that lists it", async () => {
+  await using copy = await copyTinyModel();
+  await Deno.remove(`${copy.dir}/unet.onnx`);
+  await assertRejectsFor(
+    readModelDirectory(copy.dir),
+    copy.dir,
+    "unet.onnx",
+    /"unet\.onnx" is missing \(model\.json graphs\.unet\.file\)$/,
+    "graphs.unet.file",
+  );
+});
+
+Deno.test("readModelDirectory() refuses a tampered config in model.json, naming line and field", async () => {
+  await using copy = await copyTinyModel();
+  const path = `${copy.dir}/${MANIFEST_FILE}`;
+  const manifest = JSON.parse(await Deno.readTextFile(path));
+  manifest.config.sampling.decodingT = 0;
+  const text = JSON.stringify(manifest, null, 2);
+  await Deno.writeTextFile(path, text);
+  const line = text.split("\n").findIndex((l) => l.includes('"decodingT": 0')) + 1;
+  const error = await assertRejectsFor(
+    readModelDirectory(copy.dir),
+    copy.dir,
+    MANIFEST_FILE,
+    new RegExp(
+      `model\\.json:${line}: config\\.sampling\\.decodingT = 0 is out of range: allowed 1\\.\\.64$`,
+    ),
+    "config.sampling.decodingT",
+  );
+  assert.ok(error.cause instanceof ModelJsonError);
+});
+
+Deno.test("readModelDirectory() refuses a truncated model.json", async () => {
+  await using copy = await copyTinyModel();
+  const path = `${copy.dir}/${MANIFEST_FILE}`;
+  const text = await Deno.readTextFile(path);
+  await Deno.writeTextFile(path, text.slice(0, text.length - 100));
+  await assertRejectsFor(
+    readModelDirectory(copy.dir),
+    copy.dir,
+    MANIFEST_FILE,
+    /model\.json:\d+: not valid JSON \(.*\): truncated or edited\?$/,
+    null,
   );
 });

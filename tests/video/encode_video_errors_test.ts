@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
 import { encodeVideo } from "../../pipeline/video/encode_video.ts";
-import { FfmpegError, FfmpegNotFoundError } from "../../pipeline/video/ffmpeg.ts";
+import {
+  encodeTimeoutMs,
+  FfmpegError,
+  FfmpegNotFoundError,
+  FfmpegTimeoutError,
+} from "../../pipeline/video/ffmpeg.ts";
 import { listDir, movingGradient, withScratchDir } from "./_clips.ts";
 
 const permissions: Deno.TestDefinition["permissions"] = {
@@ -243,5 +248,73 @@ Deno.test({
         return true;
       });
     }
+  },
+});
+
+/** A stand-in ffmpeg that hangs: before reading anything (`stdin`), or after reading it all. */
+async function writeHangingFfmpeg(dir: string, when: "before" | "after"): Promise<string> {
+  const path = join(dir, `hanging-ffmpeg-${when}.sh`);
+  await Deno.writeTextFile(
+    path,
+    [
+      "#!/bin/sh",
+      'for last in "$@"; do :; done',
+      'echo partial > "${last#file:}"',
+      ...(when === "after" ? ["cat > /dev/null"] : []),
+      "echo 'encoder stuck' >&2",
+      "exec sleep 600",
+    ].join("\n"),
+  );
+  await Deno.chmod(path, 0o755);
+  return path;
+}
+
+Deno.test({
+  name:
+    "encodeVideo() kills an ffmpeg that hangs past its timeout, throws FfmpegTimeoutError and leaves no partial",
+  permissions,
+  async fn() {
+    await withScratchDir(async (dir) => {
+      for (const when of ["before", "after"] as const) {
+        const ffmpegPath = await writeHangingFfmpeg(dir, when);
+        for (const format of ["mp4", "frames"] as const) {
+          const out = join(dir, format === "frames" ? "frames" : `clip.${format}`);
+          const started = performance.now();
+          const error = await encodeVideo(movingGradient(256, 256, 20), {
+            width: 256,
+            height: 256,
+            fps: 7,
+            format,
+            out,
+            ffmpegPath,
+            timeoutMs: 300,
+          }).catch((e) => e);
+          assert.ok(error instanceof FfmpegTimeoutError, `${when} ${format}: ${error}`);
+          assert.ok(error instanceof FfmpegError, "a kind of FfmpegError");
+          assert.equal(error.timeoutMs, 300);
+          assert.match(
+            error.message,
+            /^ffmpeg did not finish encoding 20 frames as .* within 0\.3 s and was killed/,
+          );
+          assert.ok(performance.now() - started < 60_000, "not the 600 s the fake sleeps");
+          assert.deepEqual(
+            (await listDir(dir)).filter((name) => !name.endsWith(".sh")),
+            [],
+            `${when} ${format}: nothing left`,
+          );
+        }
+      }
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "encodeTimeoutMs() gives a minute plus 2 µs per pixel of every frame (90 s for SVD-XT's clip)",
+  permissions: "none",
+  fn() {
+    assert.equal(encodeTimeoutMs(25, 1024, 576), 89_491);
+    assert.equal(encodeTimeoutMs(1, 64, 64), 60_008);
+    assert.equal(encodeTimeoutMs(64, 2048, 2048), 596_871);
   },
 });

@@ -522,3 +522,55 @@ Deno.test("ProgressBar redraws one line in place on a terminal", () => {
   assert.ok(out.slice(0, -1).every((text) => text.startsWith("\r\x1b[2K")));
   assert.deepEqual(out.at(-1), "\n");
 });
+
+Deno.test("formatProgress() fits maxWidth: the bar narrows first, then the line is cut", () => {
+  const state = {
+    label: "i2v step σ=700.0",
+    done: 3,
+    total: 25,
+    movedBytes: 3,
+    elapsedMs: 2500,
+    unit: "items" as const,
+  };
+  const full = formatProgress(state);
+  assert.equal(
+    full,
+    "i2v step σ=700.0 [##..................]   12.0%  3 / 25  1.20/s  ETA 18s",
+  );
+  const narrower = formatProgress({ ...state, maxWidth: full.length - 10 });
+  assert.equal(narrower, "i2v step σ=700.0 [#.........]   12.0%  3 / 25  1.20/s  ETA 18s");
+  for (const width of [49, 30, 10]) {
+    const line = formatProgress({ ...state, maxWidth: width });
+    assert.ok(line.length <= width, `${JSON.stringify(line)} fits ${width}`);
+  }
+  assert.match(formatProgress({ ...state, maxWidth: 30 }), /…$/);
+});
+
+Deno.test("ProgressBar on a 50-column terminal never draws a line that would wrap", () => {
+  const out: string[] = [];
+  let now = 0;
+  const bar = new ProgressBar({
+    label: "i2v",
+    write: (t) => out.push(t),
+    isTerminal: true,
+    now: () => now,
+    unit: "items",
+    columns: () => 50,
+  });
+  for (let i = 1; i <= 25; i++, now += 150) bar.update(i, 25, `step σ=${(700 / i).toPrecision(4)}`);
+  for (const text of out) assert.ok(text.replace("\r\x1b[2K", "").length <= 47, text);
+});
+
+Deno.test("ProgressBar.stop() ends a drawn line so the next message starts on its own", () => {
+  const out: string[] = [];
+  const bar = new ProgressBar({ label: "i2v", write: (t) => out.push(t), isTerminal: true });
+  bar.stop(); // nothing drawn yet: nothing to end
+  assert.equal(out.length, 0);
+  const drawn = new ProgressBar({ label: "i2v", write: (t) => out.push(t), isTerminal: true });
+  drawn.update(1, 10);
+  drawn.stop();
+  drawn.update(2, 10); // ignored after stop
+  drawn.stop();
+  assert.equal(out.length, 2);
+  assert.equal(out[1], "\n");
+});
