@@ -110,7 +110,11 @@ export async function main(config: ServerConfig): Promise<void> {
   const decoding = works ? await decideDecodingT(config, local!.manifest) : undefined;
   // Admission by cost (issue 13): the limits every request's cost and planned memory must fit.
   const limits = decoding ? logJobLimits(config, decoding.budgetBytes) : undefined;
-  const jobModel = local && { config: local.manifest.config, precision: local.manifest.precision };
+  const jobModel = local && {
+    config: local.manifest.config,
+    precision: local.manifest.precision,
+    attention: local.manifest.attention,
+  };
   /** A job's cost on the provider in use (the CPU's until the model is loaded). */
   const costOf = (shape: JobShape) => jobCost(shape, jobModel!, provider ?? "cpu", limits!);
   /** `use` of a cost, or `fallback` where the plan cannot say (it then must not fail the job). */
@@ -137,7 +141,11 @@ export async function main(config: ServerConfig): Promise<void> {
       : gpuBudgetBytes === undefined
       ? "cpu"
       : "cuda";
-    const model = { config: manifest.config, precision: manifest.precision };
+    const model = {
+      config: manifest.config,
+      precision: manifest.precision,
+      attention: manifest.attention,
+    };
     return (shape) => admit(jobCost(shape, model, planned, jobLimits), jobLimits);
   };
   const metrics = new Metrics();
@@ -489,6 +497,7 @@ async function decideDecodingT(
   const decoding = await serviceDecodingT({
     config: manifest.config,
     precision: manifest.precision,
+    attention: manifest.attention,
     provider: config.provider,
     gpuMemoryGb: config.gpuMemoryGb,
   });

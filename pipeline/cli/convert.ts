@@ -1,6 +1,7 @@
 /**
  * `deno task convert --config configs/svd_xt.yaml --checkpoint svd_xt.safetensors --out models/svd_xt
- * [--dtype fp16|fp32] [--force]`: writes SVD's four ONNX graphs and model.json.
+ * [--dtype fp16|fp32] [--attention fused|decomposed] [--force]`: writes SVD's four ONNX graphs and
+ * model.json.
  *
  * `--checkpoint` takes an sgm single-file checkpoint, a diffusers-format folder, or `random[:SEED]`
  * (random weights of the real shapes, for benchmarks and tests).
@@ -13,12 +14,17 @@ import { loadConfig } from "../config/mod.ts";
 import { convertCheckpoint } from "../convert/convert.ts";
 import { GRAPH_FILES, type GraphName } from "../model_json/mod.ts";
 import { openWeightSource } from "../convert/open_source.ts";
+import { ATTENTION_FORMS } from "../networks/layers.ts";
 import { ProgressBar } from "../weights/progress_bar.ts";
 import { peakRssBytes } from "./peak_rss.ts";
 import { runCli, UsageError } from "./run_cli.ts";
 
 const USAGE = `Usage: deno task convert --config FILE --checkpoint PATH|random[:SEED] --out DIR
-       [--dtype fp32|fp16] [--graphs unet,vae_decoder,...] [--force]`;
+       [--dtype fp32|fp16] [--attention fused|decomposed] [--graphs unet,vae_decoder,...] [--force]
+
+  --attention  fused (default): one MultiHeadAttention node per attention, for every provider;
+               decomposed: MatMul-Softmax-MatMul, for GPUs whose fused kernel is wrong (the
+               runtime says so when it refuses a model); holds all attention scores: small models`;
 
 /** Runs the converter CLI with `args`. */
 export async function main(args: string[]): Promise<void> {
@@ -29,6 +35,7 @@ export async function main(args: string[]): Promise<void> {
       checkpoint: { type: "string" },
       out: { type: "string" },
       dtype: { type: "string", default: "fp32" },
+      attention: { type: "string", default: "fused" },
       graphs: { type: "string" },
       force: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
@@ -44,6 +51,12 @@ export async function main(args: string[]): Promise<void> {
   }
   if (values.dtype !== "fp32" && values.dtype !== "fp16") {
     throw new UsageError(`--dtype must be fp32 or fp16, got "${values.dtype}"`);
+  }
+  const attention = ATTENTION_FORMS.find((form) => form === values.attention);
+  if (attention === undefined) {
+    throw new UsageError(
+      `--attention must be ${ATTENTION_FORMS.join(" or ")}, got "${values.attention}"`,
+    );
   }
   const graphs = values.graphs?.split(",").map((g) => g.trim()) as GraphName[] | undefined;
   for (const g of graphs ?? []) {
@@ -63,6 +76,7 @@ export async function main(args: string[]): Promise<void> {
       source,
       out: values.out!,
       precision: values.dtype,
+      attention,
       force: values.force,
       graphs,
       onProgress: ({ graph, written, total }) => bar.update(written, total, graph),
@@ -71,7 +85,7 @@ export async function main(args: string[]): Promise<void> {
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     for (const [name, graph] of Object.entries(manifest.graphs)) {
       console.log(
-        `${name}: ${graph.file} (${graph.dtype}, ${
+        `${name}: ${graph.file} (${graph.dtype}, attention ${manifest.attention}, ${
           graph.parameters.toLocaleString("en")
         } parameters)`,
       );

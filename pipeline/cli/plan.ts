@@ -6,8 +6,8 @@
  * does not fit every frame into one decoder call, also split into two calls.
  *
  * `--model` is a config name under `configs/` (`svd`, `svd_xt`, …), a config file, or a converted
- * model directory (its `model.json` gives the config and precision). Without `--gpu`, every known
- * GPU is checked. docs/gpu.md says what the figures rest on.
+ * model directory (its `model.json` gives the config, precision and attention form). Without
+ * `--gpu`, every known GPU is checked. docs/gpu.md says what the figures rest on.
  *
  * @module
  */
@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { UNET_BATCHES, type UnetBatch } from "../conditioning/cfg_batch.ts";
 import { loadConfig, type SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
+import type { AttentionForm } from "../networks/layers.ts";
 import {
   GPU_NAMES,
   GPUS,
@@ -95,7 +96,8 @@ export async function main(args: string[]): Promise<void> {
     throw new UsageError((error as Error).message);
   }
 
-  const question = { config: model.config, precision, provider } as const;
+  const attention = model.attention ?? "fused";
+  const question = { config: model.config, precision, provider, attention } as const;
   const plans: MemoryPlan[] = [];
   for (let t = 1; t <= run.frames; t++) {
     plans.push(planMemory({ ...question, ...run, decodingT: t, unetBatch }));
@@ -126,7 +128,9 @@ export async function main(args: string[]): Promise<void> {
   }
   const what = provider === "cuda" ? "GPU memory" : "resident memory (CPU provider)";
   console.log(
-    `${model.config.name}, ${precision}, ${run.frames} frames at ${run.width}×${run.height}: ` +
+    `${model.config.name}, ${precision}${
+      attention === "fused" ? "" : `, ${attention} attention`
+    }, ${run.frames} frames at ${run.width}×${run.height}: ` +
       `planned peak ${what}, GiB`,
   );
   const first = plans[0];
@@ -163,6 +167,8 @@ export async function main(args: string[]): Promise<void> {
 interface OpenedModel {
   readonly config: SvdConfig;
   readonly precision?: Precision;
+  /** A model directory's attention form (its graphs are planned in it); configs: fused. */
+  readonly attention?: AttentionForm;
 }
 
 /** A config name, a config file, or a converted model directory. */
@@ -170,7 +176,11 @@ async function openModel(spec: string): Promise<OpenedModel> {
   const manifestPath = `${spec.replace(/\/+$/, "")}/model.json`;
   try {
     const manifest = JSON.parse(await Deno.readTextFile(manifestPath));
-    return { config: manifest.config, precision: manifest.precision };
+    return {
+      config: manifest.config,
+      precision: manifest.precision,
+      attention: manifest.attention ?? "fused",
+    };
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound) && !(error instanceof Deno.errors.NotADirectory)) {
       throw error;

@@ -12,6 +12,7 @@ import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import { writeOnnxModel } from "../onnx/model_writer.ts";
 import type { BuiltNetwork } from "../networks/built_network.ts";
+import type { AttentionForm } from "../networks/layers.ts";
 import { buildImageDecoder } from "../networks/image_decoder.ts";
 import { buildImageEncoder } from "../networks/image_encoder.ts";
 import { buildVaeDecoder } from "../networks/vae_decoder.ts";
@@ -42,6 +43,12 @@ export interface ConvertOptions {
    * known to overflow in float16).
    */
   readonly precision?: Precision;
+  /**
+   * "fused" (default: one MultiHeadAttention node, what every GPU kernel wants) or "decomposed"
+   * (MatMul–Softmax–MatMul, for devices whose fused kernel is wrong; holds every attention score,
+   * so only for small models). Recorded in model.json. See `pipeline/networks/layers.ts`.
+   */
+  readonly attention?: AttentionForm;
   /** Replace an existing `out` directory. */
   readonly force?: boolean;
   /** Which graphs to write (default all four). */
@@ -68,8 +75,9 @@ export function buildGraph(
   config: SvdConfig,
   source: WeightSource,
   precision: Precision,
+  attention: AttentionForm = "fused",
 ): BuiltNetwork {
-  const options = { precision: graphPrecision(name, precision) };
+  const options = { precision: graphPrecision(name, precision), attention };
   switch (name) {
     case "image_encoder":
       return buildImageEncoder(config.imageEncoder, source, options);
@@ -87,6 +95,7 @@ export function buildGraph(
 /** Converts `options.source` into the model directory `options.out` and returns its manifest. */
 export async function convertCheckpoint(options: ConvertOptions): Promise<ModelManifest> {
   const precision = options.precision ?? "fp32";
+  const attention = options.attention ?? "fused";
   const graphs = options.graphs ?? (Object.keys(GRAPH_FILES) as GraphName[]);
   const out = options.out.replace(/\/+$/, "");
   if (!options.force && await exists(out)) {
@@ -102,7 +111,7 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<ModelM
     const files: Record<string, FileRecord> = {};
     for (const name of graphs) {
       // Each graph is built, streamed to disk and dropped before the next one starts.
-      const built = buildGraph(name, options.config, options.source, precision);
+      const built = buildGraph(name, options.config, options.source, precision, attention);
       const file = GRAPH_FILES[name];
       const written = await writeOnnxModel(built.graph, `${partial}/${file}`, {
         onProgress: (done, total) => options.onProgress?.({ graph: name, written: done, total }),
@@ -136,6 +145,7 @@ export async function convertCheckpoint(options: ConvertOptions): Promise<ModelM
       createdAt: new Date().toISOString(),
       source: options.source.description,
       precision,
+      attention,
       config: options.config,
       graphs: entries,
       files,

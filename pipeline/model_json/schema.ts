@@ -16,6 +16,7 @@
 
 import { z } from "zod";
 import type { Precision, SvdConfig } from "../config/mod.ts";
+import { ATTENTION_FORMS, type AttentionForm } from "../networks/layers.ts";
 
 /** Name of the manifest inside a model directory. */
 export const MANIFEST_FILE = "model.json";
@@ -73,6 +74,11 @@ export interface ModelManifest {
   /** Where the weights came from (checkpoint path or `random(seed=N)`). */
   readonly source: string;
   readonly precision: Precision;
+  /**
+   * How every graph emits attention ("fused" or "decomposed", see `pipeline/networks/layers.ts`).
+   * A model.json written before this field existed has fused attention; the reader fills it in.
+   */
+  readonly attention: AttentionForm;
   /** The resolved config the graphs were built from. */
   readonly config: SvdConfig;
   readonly graphs: Readonly<Partial<Record<GraphName, GraphManifest>>>;
@@ -142,6 +148,10 @@ export const MODEL_JSON_SCHEMA = strictObject({
   createdAt: z.iso.datetime(),
   source: z.string(),
   precision,
+  // Converters before the field existed wrote fused attention only.
+  attention: z.enum(ATTENTION_FORMS, {
+    error: `is not an attention form: allowed ${ATTENTION_FORMS.join(" | ")}`,
+  }).default("fused"),
   config: z.unknown().refine((value) => value !== undefined, { error: "is missing" }),
   graphs,
   files: z.record(

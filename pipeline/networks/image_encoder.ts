@@ -155,6 +155,6 @@ function selfAttention(net: Net, x: string, key: string, config: ImageEncoderCon
   const [q, k, v] = g.node("Split", [qkv, g.constInt([width, width, width])], { axis: -1 }, {
     outputs: 3,
   });
-  const attended = attention(net, q, k, v, width / headWidth);
+  const attended = attention(net, q, k, v, width / headWidth, width);
   return linear(net, attended, `${key}.attn.out_proj`, width, width);
 }

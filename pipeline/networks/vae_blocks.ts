@@ -59,7 +59,7 @@ export function attnBlock(net: Net, x: string, key: string, channels: number): s
   const k = pointwise(net, tokens, `${key}.k`, channels);
   const v = pointwise(net, tokens, `${key}.v`, channels);
   // one head of width C: MultiHeadAttention's default scale 1/√C is sgm's C^-0.5
-  const attended = attention(net, q, k, v, 1);
+  const attended = attention(net, q, k, v, 1, channels);
   const projected = pointwise(net, attended, `${key}.proj_out`, channels);
   // [N, H·W, C] -> [N, C, H·W] -> [N, C, H, W]
   const back = g.op("Reshape", [

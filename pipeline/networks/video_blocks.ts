@@ -248,7 +248,7 @@ function videoTransformerBlock(
  */
 function selfAttention(net: Net, x: string, key: string, c: number, heads: number): string {
   const project = (name: string) => linear(net, x, `${key}.${name}`, c, c, { bias: false });
-  const attended = attention(net, project("to_q"), project("to_k"), project("to_v"), heads);
+  const attended = attention(net, project("to_q"), project("to_k"), project("to_v"), heads, c);
   return linear(net, attended, `${key}.to_out.0`, c, c);
 }
 

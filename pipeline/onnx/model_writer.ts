@@ -18,6 +18,7 @@ import {
   NodeProtoSchema,
   OperatorSetIdProtoSchema,
   StringStringEntryProtoSchema,
+  type TensorProto,
   TensorProto_DataLocation,
   TensorProtoSchema,
   TensorShapeProto_DimensionSchema,
@@ -75,7 +76,7 @@ export async function writeOnnxModel(
     await Deno.remove(partialData).catch(() => {});
     await Deno.remove(partialModel).catch(() => {});
   };
-  const tensors = [];
+  const tensors: TensorProto[] = [];
   let offset = 0;
   let streamed = 0;
   try {
@@ -120,23 +121,7 @@ export async function writeOnnxModel(
       file?.close();
     }
 
-    const model = create(ModelProtoSchema, {
-      irVersion: 10n,
-      producerName: "svd-stream",
-      producerVersion: "1",
-      opsetImport: [...graph.opsets].map(([domain, version]) =>
-        create(OperatorSetIdProtoSchema, { domain, version: BigInt(version) })
-      ),
-      metadataProps: Object.entries(options.metadata ?? {}).map(([k, v]) => entry(k, v)),
-      graph: create(GraphProtoSchema, {
-        name: graph.name,
-        node: graph.nodes.map(nodeProto),
-        initializer: tensors,
-        input: graph.inputs.map(valueInfo),
-        output: graph.outputs.map(valueInfo),
-      }),
-    });
-    const bytes = toBinary(ModelProtoSchema, model);
+    const bytes = modelBytes(graph, tensors, options.metadata);
     await Deno.writeFile(partialModel, bytes);
     if (external.length > 0) await Deno.rename(partialData, dataPath);
     else await Deno.remove(dataPath).catch(() => {});
@@ -151,6 +136,57 @@ export async function writeOnnxModel(
     await cleanup();
     throw error;
   }
+}
+
+/**
+ * `graph` as the bytes of an ONNX model with every initializer inline, for small graphs that are
+ * built and loaded in memory (ONNX Runtime takes a model's bytes; nothing is written).
+ *
+ * @throws {RangeError} when an initializer has no bytes in memory (a streamed weight).
+ */
+export function encodeOnnxModel(
+  graph: GraphBuilder,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  const tensors = graph.initializers.map((init) => {
+    if (!init.data) {
+      throw new RangeError(
+        `Initializer "${init.name}" is streamed from its source; write the model with writeOnnxModel`,
+      );
+    }
+    return create(TensorProtoSchema, {
+      name: init.name,
+      dataType: ONNX_DATA_TYPE[init.type],
+      dims: init.dims.map(BigInt),
+      rawData: copy(init.data),
+    });
+  });
+  return modelBytes(graph, tensors, metadata);
+}
+
+/** The serialized ModelProto of `graph` with the initializers `tensors`. */
+function modelBytes(
+  graph: GraphBuilder,
+  tensors: TensorProto[],
+  metadata: Record<string, string> = {},
+): Uint8Array {
+  const model = create(ModelProtoSchema, {
+    irVersion: 10n,
+    producerName: "svd-stream",
+    producerVersion: "1",
+    opsetImport: [...graph.opsets].map(([domain, version]) =>
+      create(OperatorSetIdProtoSchema, { domain, version: BigInt(version) })
+    ),
+    metadataProps: Object.entries(metadata).map(([k, v]) => entry(k, v)),
+    graph: create(GraphProtoSchema, {
+      name: graph.name,
+      node: graph.nodes.map(nodeProto),
+      initializer: tensors,
+      input: graph.inputs.map(valueInfo),
+      output: graph.outputs.map(valueInfo),
+    }),
+  });
+  return toBinary(ModelProtoSchema, model);
 }
 
 function copy(bytes: Uint8Array): Uint8Array<ArrayBuffer> {

@@ -293,6 +293,22 @@ const RULES: Record<string, Rule> = {
     sameType(node, [x, scale]);
     return [{ type: x.type, dims: x.dims }];
   },
+  ":ReduceMean": (inputs, node) => {
+    const x = need(node, inputs[0], "data");
+    const axes = inputs[1] ? needValue(node, inputs[1], "axes") : [];
+    if (axes.length === 0 && attr(node, "noop_with_empty_axes") === 1) {
+      return [{ type: x.type, dims: x.dims }];
+    }
+    // No axes: every axis is reduced.
+    const reduced = axes.length === 0
+      ? x.dims.map((_, i) => i)
+      : axes.map((a) => axisOf(a, x.dims.length, node));
+    const keep = (attr(node, "keepdims") as number | undefined) ?? 1;
+    const dims = keep
+      ? x.dims.map((d, i) => (reduced.includes(i) ? 1 : d))
+      : x.dims.filter((_, i) => !reduced.includes(i));
+    return [{ type: x.type, dims }];
+  },
   ":Clip": (inputs, node) => {
     const xs = inputs.filter((x) => x) as ValueInfo[];
     sameType(node, xs);

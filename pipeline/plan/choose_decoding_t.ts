@@ -14,6 +14,7 @@
 import type { UnetBatch } from "../conditioning/cfg_batch.ts";
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
+import type { AttentionForm } from "../networks/layers.ts";
 import type { RunShape } from "./graph_structure.ts";
 import { type MemoryPlan, planMemory, type PlanProvider } from "./memory_plan.ts";
 
@@ -22,6 +23,8 @@ export interface DecodingQuestion {
   readonly config: SvdConfig;
   readonly precision: Precision;
   readonly provider: PlanProvider;
+  /** The model's attention form (`model.json` `attention`; default fused). */
+  readonly attention?: AttentionForm;
   /** Default: the model's sampling defaults. */
   readonly run?: Partial<Omit<RunShape, "decodingT" | "unetBatch">>;
   /**

@@ -12,6 +12,7 @@ import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import { buildGraph } from "../convert/convert.ts";
 import type { GraphName } from "../model_json/mod.ts";
+import type { AttentionForm } from "../networks/layers.ts";
 import { RecordingSource } from "../convert/random_checkpoint.ts";
 import type { GraphBuilder } from "../onnx/graph.ts";
 
@@ -30,15 +31,17 @@ export interface RunShape {
 
 /**
  * Builds graph `name` of `config` at `precision` (the converter's per-graph precision rule
- * applies: the VAE stays float32) without weights. Its initializers have no bytes to load: writing
- * it fails.
+ * applies: the VAE stays float32) with `attention` in the given form (default fused, as
+ * `model.json` records it) without weights. Its initializers have no bytes to load: writing it
+ * fails.
  */
 export function buildGraphStructure(
   name: GraphName,
   config: SvdConfig,
   precision: Precision,
+  attention: AttentionForm = "fused",
 ): GraphBuilder {
-  return buildGraph(name, config, new RecordingSource(), precision).graph;
+  return buildGraph(name, config, new RecordingSource(), precision, attention).graph;
 }
 
 /**

@@ -46,6 +46,7 @@ import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
 import { graphPrecision } from "../convert/convert.ts";
 import { GRAPH_FILES, type GraphName } from "../model_json/mod.ts";
+import type { AttentionForm } from "../networks/layers.ts";
 import type { GraphBuilder } from "../onnx/graph.ts";
 import { inferShapes } from "../onnx/shape_inference.ts";
 import { runAllocations, simulateBfcArena } from "./activation_memory.ts";
@@ -63,6 +64,11 @@ export interface PlanRequest extends RunShape {
   /** The model's precision (`model.json` `precision`): fp16 for GPUs, fp32 for CPUs. */
   readonly precision: Precision;
   readonly provider: PlanProvider;
+  /**
+   * The model's attention form (`model.json` `attention`, default fused). Decomposed attention
+   * holds every score of a head, which the plan then counts.
+   */
+  readonly attention?: AttentionForm;
 }
 
 /** Activation memory of one graph's session. */
@@ -138,7 +144,12 @@ export function planMemory(request: PlanRequest): MemoryPlan {
   const activations = {} as Record<GraphName, GraphActivations>;
   for (const name of GRAPHS) {
     // The CPU provider computes float16 graphs in float32: plan the float32 graph there.
-    const { key, graph } = structure(name, config, cpu ? "fp32" : precision);
+    const { key, graph } = structure(
+      name,
+      config,
+      cpu ? "fp32" : precision,
+      request.attention ?? "fused",
+    );
     weightBytes[name] = graph.initializers.reduce((sum, i) => sum + i.byteLength, 0);
     const replay = replayGraph(key, graph, graphInputDims(name, config, request));
     const last = name === "vae_decoder";
@@ -162,6 +173,7 @@ export function planMemory(request: PlanRequest): MemoryPlan {
       model: config.name,
       precision,
       provider,
+      attention: request.attention ?? "fused",
       frames: request.frames,
       width: request.width,
       height: request.height,
@@ -177,18 +189,19 @@ export function planMemory(request: PlanRequest): MemoryPlan {
   };
 }
 
-/** The graph structure, built once per (config, graph, precision) and reused. */
+/** The graph structure, built once per (config, graph, precision, attention) and reused. */
 function structure(
   name: GraphName,
   config: SvdConfig,
   precision: Precision,
+  attention: AttentionForm,
 ): { key: string; graph: GraphBuilder } {
   const key = `${JSON.stringify([config.unet, config.vae, config.imageEncoder])}|${name}|${
     graphPrecision(name, precision)
-  }`;
+  }|${attention}`;
   let graph = structures.get(key);
   if (!graph) {
-    graph = buildGraphStructure(name, config, precision);
+    graph = buildGraphStructure(name, config, precision, attention);
     structures.set(key, graph);
   }
   return { key, graph };

@@ -20,6 +20,7 @@
 import type { UnetBatch } from "../conditioning/cfg_batch.ts";
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
+import type { AttentionForm } from "../networks/layers.ts";
 import { chooseDecodingT } from "./choose_decoding_t.ts";
 import { type GpuMemoryProbe, queryGpuMemory } from "./gpu_memory.ts";
 
@@ -27,6 +28,8 @@ import { type GpuMemoryProbe, queryGpuMemory } from "./gpu_memory.ts";
 export interface ServiceDecodingQuestion {
   readonly config: SvdConfig;
   readonly precision: Precision;
+  /** The model's attention form (`model.json` `attention`; default fused). */
+  readonly attention?: AttentionForm;
   /** `ORT_PROVIDER`: `cpu` never probes the GPU. */
   readonly provider: "auto" | "cuda" | "webgpu" | "cpu";
   /** `GPU_MEMORY_GB` (GiB), when set. */
@@ -91,7 +94,13 @@ export async function serviceDecodingT(
   }
   const budget = budgets.reduce((a, b) => (b.bytes < a.bytes ? b : a));
   const choice = chooseDecodingT(
-    { config: question.config, precision: question.precision, provider: "cuda", unetBatch: "auto" },
+    {
+      config: question.config,
+      precision: question.precision,
+      attention: question.attention,
+      provider: "cuda",
+      unetBatch: "auto",
+    },
     budget.bytes,
     configured,
   );

@@ -55,6 +55,11 @@ export type ProcessRequest =
     readonly provider: Provider;
     readonly threads?: number;
     readonly optimization?: OnnxSessionOptions["optimization"];
+    /**
+     * Before answering `loaded`, check that the provider computes MultiHeadAttention right in
+     * these dtypes (`assertFusedAttention`); empty or absent: no check.
+     */
+    readonly checkAttention?: readonly ("float32" | "float16")[];
   }
   | { readonly type: "run"; readonly id: number; readonly graph: GraphName }
   | { readonly type: "stats"; readonly id: number }

@@ -158,12 +158,10 @@ export class InferenceClient implements AsyncDisposable {
       graphs: options.graphs,
     });
     const graphs = Object.values(model.graphs).map((g) => ({ name: g.name, path: g.path }));
-    const failed = (message: string, cause: unknown) =>
+    const failed = (message: string, cause: unknown, hint = providerHint(provider)) =>
       new InferenceWorkerError(
         "failedToStart",
-        `Cannot start inference for "${model.dir}" on provider "${provider}" (no fallback to another provider): ${message}${
-          providerHint(provider)
-        }`,
+        `Cannot start inference for "${model.dir}" on provider "${provider}" (no fallback to another provider): ${message}${hint}`,
         { cause },
       );
     // Known missing before ONNX Runtime is asked (which would print an error of its own).
@@ -182,6 +180,7 @@ export class InferenceClient implements AsyncDisposable {
         provider,
         threads: options.threads,
         optimization: options.optimization,
+        checkAttention: attentionChecks(model, provider),
       };
       const answer = (async () => {
         await process.writer.write(load);
@@ -197,7 +196,9 @@ export class InferenceClient implements AsyncDisposable {
       }
       const message = first?.message;
       if (message?.type === "loadFailed") {
-        throw failed(message.error.message, reviveError(message.error));
+        // A wrong attention kernel is not a missing library: no install hint for that one.
+        const hint = message.error.name === "AttentionFormError" ? "" : providerHint(provider);
+        throw failed(message.error.message, reviveError(message.error), hint);
       }
       if (message?.type !== "loaded") {
         const status = await process.child.status;
@@ -472,6 +473,19 @@ function reviveError(error: SerializedError): Error {
   revived.name = error.name;
   if (error.stack) revived.stack = error.stack;
   return revived;
+}
+
+/**
+ * The dtypes in which to probe the provider's MultiHeadAttention before serving `model`: none on
+ * the CPU (its kernel is what the golden tests check) or for decomposed attention (plain MatMul and
+ * Softmax); otherwise each dtype the model's graphs compute in.
+ */
+function attentionChecks(model: ModelDirectory, provider: Provider): ("float32" | "float16")[] {
+  if (provider === "cpu" || model.manifest.attention !== "fused") return [];
+  const dtypes = new Set(
+    Object.values(model.graphs).map((g) => g.manifest.dtype === "fp16" ? "float16" : "float32"),
+  );
+  return [...dtypes].sort().reverse() as ("float32" | "float16")[];
 }
 
 /** What a provider needs, appended to start failures of GPU providers. */

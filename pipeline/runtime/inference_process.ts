@@ -9,8 +9,10 @@
  * Started by `InferenceClient.start` (with `--allow-read --allow-ffi --allow-env`), imported by
  * no module. Protocol, in order:
  *
- * 1. client → `load` (absolute graph paths, provider, threads); process → `loaded` (per-graph
- *    load times, its RSS) or `loadFailed`.
+ * 1. client → `load` (absolute graph paths, provider, threads, attention dtypes to check);
+ *    process → `loaded` (per-graph load times, its RSS) or `loadFailed` (a session that cannot be
+ *    created, or an `AttentionFormError` when the provider computes the model's fused attention
+ *    wrongly).
  * 2. client → `run` (request id, graph; the feeds as tensors); process → `result` (the outputs as
  *    tensors) or `runFailed` with the same id. Requests are answered in order; a failed run
  *    leaves the process serving.
@@ -38,6 +40,7 @@ import {
   serializeError,
 } from "./_process_protocol.ts";
 import { protocolStdout } from "./_stdio_pipes.ts";
+import { assertFusedAttention } from "./attention_check.ts";
 import { OnnxSession } from "./onnx_session.ts";
 
 if (import.meta.main) await serve();
@@ -116,7 +119,7 @@ async function serve(): Promise<void> {
   Deno.exit(0);
 }
 
-/** Loads each graph once, in order, timing each. */
+/** Loads each graph once, in order, timing each, then probes fused attention where asked. */
 async function load(
   request: Extract<ProcessRequest, { type: "load" }>,
   sessions: Map<GraphName, OnnxSession>,
@@ -132,6 +135,7 @@ async function load(
     sessions.set(graph.name, session);
     loadMs[graph.name] = performance.now() - started;
   }
+  await assertFusedAttention(request.provider, request.checkAttention ?? []);
   return loadMs;
 }
 

@@ -19,7 +19,15 @@ export interface OnnxSessionOptions {
   optimization?: "disabled" | "basic" | "extended" | "all";
   /** Intra-op threads (default: ORT's choice). */
   threads?: number;
+  /**
+   * ORT's log level for this session (default: ORT's, "warning"). "verbose" prints, among much
+   * else, which execution provider each node was placed on (see `tests/bench/node_placement.ts`).
+   * ORT writes its log to the process's stderr.
+   */
+  logLevel?: "verbose" | "info" | "warning" | "error" | "fatal";
 }
+
+const LOG_SEVERITY = { verbose: 0, info: 1, warning: 2, error: 3, fatal: 4 } as const;
 
 /** A loaded ONNX model. */
 export class OnnxSession {
@@ -36,15 +44,39 @@ export class OnnxSession {
   }
 
   /** Loads `path` (an `.onnx` file; its `.onnx.data` must lie beside it). */
-  static async create(path: string, options: OnnxSessionOptions = {}): Promise<OnnxSession> {
+  static create(path: string, options: OnnxSessionOptions = {}): Promise<OnnxSession> {
+    return OnnxSession.#load(path, path, options);
+  }
+
+  /**
+   * Loads a model held in memory (every initializer inline, see `encodeOnnxModel`); `name` stands
+   * for its path in messages. Writes nothing.
+   */
+  static fromBytes(
+    bytes: Uint8Array,
+    name: string,
+    options: OnnxSessionOptions = {},
+  ): Promise<OnnxSession> {
+    return OnnxSession.#load(bytes, name, options);
+  }
+
+  static async #load(
+    model: string | Uint8Array,
+    path: string,
+    options: OnnxSessionOptions,
+  ): Promise<OnnxSession> {
     const provider = options.provider ?? "cpu";
     try {
-      const session = await ort.InferenceSession.create(path, {
+      const sessionOptions: ort.InferenceSession.SessionOptions = {
         executionProviders: [provider],
         graphOptimizationLevel: options.optimization ?? "all",
         ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+        ...(options.logLevel ? { logSeverityLevel: LOG_SEVERITY[options.logLevel] } : {}),
         ...memoryOptions(provider),
-      });
+      };
+      const session = typeof model === "string"
+        ? await ort.InferenceSession.create(model, sessionOptions)
+        : await ort.InferenceSession.create(model, sessionOptions);
       return new OnnxSession(path, session);
     } catch (cause) {
       throw new Error(

@@ -34,6 +34,7 @@
 import type { UnetBatch } from "../conditioning/cfg_batch.ts";
 import type { SvdConfig } from "../config/mod.ts";
 import type { Precision } from "../config/network_configs.ts";
+import type { AttentionForm } from "../networks/layers.ts";
 import { type MemoryPlan, planMemory } from "../plan/mod.ts";
 import { type CostProvider, JobLimitError, type JobLimits } from "./job_limits.ts";
 
@@ -68,6 +69,8 @@ export interface JobShape {
 export interface JobModel {
   readonly config: SvdConfig;
   readonly precision: Precision;
+  /** The model's attention form (`model.json` `attention`; default fused). */
+  readonly attention?: AttentionForm;
 }
 
 /** The cost of one job. */
@@ -107,6 +110,7 @@ export function jobCost(
     planMemory({
       config: model.config,
       precision: model.precision,
+      attention: model.attention,
       provider: planProvider,
       frames: shape.frames,
       width: shape.width,

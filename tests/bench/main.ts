@@ -5,6 +5,9 @@
  *   one CPU evaluation of the full-size UNet.
  * - `generate`: the pipeline's own cost next to the networks' on the tiny demo model.
  * - `cold-start`: the service's start, model load and first request on the tiny demo model.
+ * - `graph-cpu-time`: CPU time of one UNet or VAE decoder call in two model directories.
+ * - `placement`: which provider ORT puts each node of each graph on (`--provider webgpu|cuda`),
+ *   failing when a compute-heavy node falls back to the CPU.
  * - `scaleout`: N jobs with 1 and 2 Redis worker processes (throughput, ratio), and the latency a
  *   `step` event gains on the Redis path against the embedded one.
  * - `unet`: the full-size UNet on the CPU provider, one CFG-batched step (one JSON line).
@@ -42,6 +45,8 @@ const BENCHES: Record<string, () => Promise<(args: string[]) => Promise<void>>> 
   memory: async () => (await import("./memory.ts")).memory,
   uploads: async () => (await import("./uploads.ts")).uploads,
   healthz: async () => (await import("./healthz_latency.ts")).healthzLatency,
+  "graph-cpu-time": async () => (await import("./graph_cpu_time.ts")).graphCpuTime,
+  placement: async () => (await import("./placement.ts")).placement,
 };
 
 const [name, ...args] = Deno.args;

@@ -73,6 +73,7 @@ Deno.test("deno task convert on the fixture checkpoint reproduces every network'
       for (const file of Object.keys(manifest.files)) {
         assert.match(manifest.files[file].sha256, /^[0-9a-f]{64}$/);
       }
+      assert.equal(manifest.attention, "fused");
     });
 
     await t.step(
@@ -191,4 +192,35 @@ Deno.test("deno task convert refuses bad arguments with one line and exit code 2
   ]);
   assert.equal(dtype.code, 2);
   assert.match(dtype.stderr, /--dtype must be fp32 or fp16, got "int8"/);
+  const attention = await runTask("convert", [
+    "--config",
+    "a",
+    "--checkpoint",
+    "b",
+    "--out",
+    "c",
+    "--attention",
+    "flash",
+  ]);
+  assert.equal(attention.code, 2);
+  assert.match(attention.stderr, /--attention must be fused or decomposed, got "flash"/);
+});
+
+Deno.test("deno task convert --attention decomposed records the form and emits no MultiHeadAttention", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const result = await convertFixture(`${root}/tiny`, ["--attention", "decomposed"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /unet: unet\.onnx \(fp32, attention decomposed,/);
+    const manifest: ModelManifest = JSON.parse(await Deno.readTextFile(`${root}/tiny/model.json`));
+    assert.equal(manifest.attention, "decomposed");
+    for (const graph of Object.values(manifest.graphs)) {
+      const bytes = await Deno.readFile(`${root}/tiny/${graph!.file}`);
+      const text = new TextDecoder("latin1").decode(bytes);
+      assert.ok(!text.includes("MultiHeadAttention"), `${graph!.file} has MultiHeadAttention`);
+      assert.ok(text.includes("Softmax"), `${graph!.file} has no Softmax`);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

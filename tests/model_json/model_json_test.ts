@@ -183,6 +183,38 @@ Deno.test({
 });
 
 Deno.test({
+  name: "parseModelJson() reads a model.json written before the attention field as fused attention",
+  permissions: PERMISSIONS,
+  async fn() {
+    const manifest = await tinyManifest();
+    assert.equal(manifest.attention, "fused", "the converter records the form");
+    const older = edited(manifest, ["attention"], undefined);
+    assert.ok(!older.includes('"attention"'));
+    assert.equal(parseModelJson(older, FILE).attention, "fused");
+    const decomposed = edited(manifest, ["attention"], "decomposed");
+    assert.equal(parseModelJson(decomposed, FILE).attention, "decomposed");
+  },
+});
+
+Deno.test({
+  name: "parseModelJson() refuses an unknown attention form, naming the field and the known forms",
+  permissions: PERMISSIONS,
+  async fn() {
+    const manifest = await tinyManifest();
+    assertRefused(edited(manifest, ["attention"], "flash"), {
+      field: "attention",
+      message: /attention = "flash" is not an attention form: allowed fused \| decomposed$/,
+      near: /"attention": "flash"/,
+    });
+    assertRefused(edited(manifest, ["attention"], null), {
+      field: "attention",
+      message: /attention = null is not an attention form: allowed fused \| decomposed$/,
+      near: /"attention": null/,
+    });
+  },
+});
+
+Deno.test({
   name: "parseModelJson() refuses a UNet whose y input is not as wide as the config's vector",
   permissions: PERMISSIONS,
   async fn() {
@@ -245,6 +277,7 @@ function minimalManifest(config: ModelManifest["config"]): ModelManifest {
     createdAt: "2026-01-01T00:00:00.000Z",
     source: "random(seed=0)",
     precision: "fp32",
+    attention: "fused",
     config,
     graphs: {},
     files: {},

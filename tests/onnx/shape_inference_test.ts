@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { loadConfig } from "../../pipeline/config/mod.ts";
 import { buildGraph } from "../../pipeline/convert/convert.ts";
 import type { GraphName } from "../../pipeline/model_json/mod.ts";
+import { ATTENTION_FORMS } from "../../pipeline/networks/layers.ts";
 import { GraphBuilder } from "../../pipeline/onnx/graph.ts";
 import { writeOnnxModel } from "../../pipeline/onnx/model_writer.ts";
 import { inferShapes, ShapeInferenceError } from "../../pipeline/onnx/shape_inference.ts";
@@ -21,12 +22,16 @@ import { fixturePath } from "../_fixtures.ts";
 
 const RUN = { frames: 3, width: 128, height: 64, decodingT: 2 };
 const GRAPHS: GraphName[] = ["image_encoder", "vae_encoder", "unet", "vae_decoder"];
+/** Each precision with each attention form (decomposed adds Softmax and batched MatMuls). */
+const PRECISION_ATTENTION = (["fp32", "fp16"] as const).flatMap((precision) =>
+  ATTENTION_FORMS.map((attention) => [precision, attention] as const)
+);
 
-for (const precision of ["fp32", "fp16"] as const) {
+for (const [precision, attention] of PRECISION_ATTENTION) {
   for (const name of GRAPHS) {
-    Deno.test(`inferShapes() gives ORT's type and dims for every value of the tiny ${name} (${precision})`, async () => {
+    Deno.test(`inferShapes() gives ORT's type and dims for every value of the tiny ${name} (${precision}, ${attention} attention)`, async () => {
       const config = await loadConfig(fixturePath("config.yaml"));
-      const { graph } = buildGraph(name, config, new RandomWeights(1), precision);
+      const { graph } = buildGraph(name, config, new RandomWeights(1), precision, attention);
       const inputDims = graphInputDims(name, config, RUN);
       const values = inferShapes(graph, inputDims);
       const declared = new Set(graph.outputs.map((o) => o.name));

@@ -194,3 +194,28 @@ Deno.test("chooseDecodingT() with unetBatch auto splits the CFG batch only when 
   assert.equal(a100.unetBatch, "split");
   assert.ok(a100.decodingT > chooseDecodingT(question, GPUS["a100-40"].memoryBytes).decodingT);
 });
+
+Deno.test("planMemory() with decomposed attention counts every score of the UNet's attention", async () => {
+  const svdXt = await config("svd_xt");
+  const run = { frames: 13, width: 256, height: 128, decodingT: 2 } as const;
+  const plan = (attention: "fused" | "decomposed") =>
+    planMemory({ config: svdXt, precision: "fp16", provider: "cuda", attention, ...run });
+  const fused = plan("fused");
+  const decomposed = plan("decomposed");
+  assert.equal(fused.request.attention, "fused");
+  assert.equal(decomposed.request.attention, "decomposed");
+  // The same weights; the decomposed form adds only small shape and scale constants.
+  for (const [graph, bytes] of Object.entries(decomposed.weightBytes)) {
+    const extra = bytes - fused.weightBytes[graph as keyof typeof fused.weightBytes];
+    assert.ok(extra >= 0 && extra < 1024, `${graph}: ${extra} bytes more`);
+  }
+  // Level 0's spatial self-attention: the CFG batch of 26, 5 heads of 64, 32×16 = 512 tokens;
+  // its float32 scores [26, 5, 512, 512] are one live tensor.
+  const scores = 26 * 5 * 512 * 512 * 4;
+  assert.ok(decomposed.activations.unet.livePeakBytes >= scores);
+  assert.ok(decomposed.components.unet > fused.components.unet);
+  assert.deepEqual(
+    planMemory({ config: svdXt, precision: "fp16", provider: "cuda", ...run }),
+    fused,
+  );
+});

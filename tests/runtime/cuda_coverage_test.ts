@@ -1,6 +1,6 @@
 /**
  * CUDA readiness without CUDA: every (op, domain, opset, element types) that the full-size
- * SVD / SVD-XT graphs hold, fp16 and fp32, has a kernel registered by ONNX Runtime's CUDA
+ * SVD / SVD-XT graphs hold, fp16 and fp32, with fused and with decomposed attention, has a kernel registered by ONNX Runtime's CUDA
  * execution provider, per the rows of `docs/OperatorKernels.md` kept in
  * `tests/fixtures/ort_cuda_kernels.md` (its header says which ORT version and commit).
  *
@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { loadConfig } from "../../pipeline/config/mod.ts";
 import type { GraphName } from "../../pipeline/model_json/mod.ts";
+import { ATTENTION_FORMS, type AttentionForm } from "../../pipeline/networks/layers.ts";
 import { GraphBuilder } from "../../pipeline/onnx/graph.ts";
 import {
   formatSignature,
@@ -35,14 +36,18 @@ async function cudaKernels(): Promise<KernelRow[]> {
   );
 }
 
-/** Signatures of every graph of `configFile` at `precision`, with the graph they come from. */
+/**
+ * Signatures of every graph of `configFile` at `precision` with `attention`, with the graph they
+ * come from.
+ */
 async function signatures(
   configFile: string,
   precision: "fp16" | "fp32",
+  attention: AttentionForm,
 ): Promise<(OpSignature & { graph: GraphName })[]> {
   const config = await loadConfig(`${ROOT}configs/${configFile}`);
   return GRAPHS.flatMap((name) => {
-    const graph = buildGraphStructure(name, config, precision);
+    const graph = buildGraphStructure(name, config, precision, attention);
     const values = inferShapes(graph, graphInputDims(name, config, RUN));
     return opSignatures(graph, values).map((s) => ({ ...s, graph: name }));
   });
@@ -50,22 +55,27 @@ async function signatures(
 
 for (const precision of ["fp16", "fp32"] as const) {
   for (const configFile of ["svd_xt.yaml", "svd_xt_image_decoder.yaml"]) {
-    Deno.test(`every op of the full-size ${configFile} ${precision} graphs has a CUDA kernel`, async () => {
-      const rows = await cudaKernels();
-      const all = await signatures(configFile, precision);
-      const missing = all.flatMap((s) => {
-        const why = missingKernel(rows, s);
-        return why
-          ? [`${s.graph}: ${formatSignature(s)} (${s.nodes} nodes, e.g. ${s.example}): ${why}`]
-          : [];
+    for (const attention of ATTENTION_FORMS) {
+      Deno.test(`every op of the full-size ${configFile} ${precision} graphs with ${attention} attention has a CUDA kernel`, async () => {
+        const rows = await cudaKernels();
+        const all = await signatures(configFile, precision, attention);
+        const missing = all.flatMap((s) => {
+          const why = missingKernel(rows, s);
+          return why
+            ? [`${s.graph}: ${formatSignature(s)} (${s.nodes} nodes, e.g. ${s.example}): ${why}`]
+            : [];
+        });
+        assert.deepEqual(missing, [], `No CUDA kernel for:\n${missing.join("\n")}`);
+        // The listing is real: the UNet's attention, convolutions and centred norms are among the
+        // signatures.
+        const unetOps = new Set(all.filter((s) => s.graph === "unet").map((s) => s.op));
+        const attentionOp = attention === "fused" ? "MultiHeadAttention" : "Softmax";
+        for (const op of ["Conv", "MatMul", attentionOp, "LayerNormalization", "ReduceMean"]) {
+          assert.ok(unetOps.has(op), `the UNet has ${op}`);
+        }
+        if (attention === "decomposed") assert.ok(!unetOps.has("MultiHeadAttention"));
       });
-      assert.deepEqual(missing, [], `No CUDA kernel for:\n${missing.join("\n")}`);
-      // The listing is real: the UNet's attention and convolutions are among the signatures.
-      const unetOps = new Set(all.filter((s) => s.graph === "unet").map((s) => s.op));
-      for (const op of ["Conv", "MatMul", "MultiHeadAttention", "LayerNormalization"]) {
-        assert.ok(unetOps.has(op), `the UNet has ${op}`);
-      }
-    });
+    }
   }
 }
 
