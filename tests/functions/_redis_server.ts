@@ -7,11 +7,11 @@
  *
  * @example
  * ```ts
- * import { RedisServer, redisServerMissing } from "./_redis_server.ts";
- * Deno.test({ name: "…", ignore: redisServerMissing !== undefined, fn: async () => {
+ * import { RedisServer, redisTest } from "./_redis_server.ts";
+ * redisTest("…", async () => {
  *   await using server = await RedisServer.start();
  *   // server.url === "redis://127.0.0.1:<port>"
- * } });
+ * });
  * ```
  *
  * @module
@@ -21,6 +21,24 @@
 export const redisServerMissing: string | undefined = probe();
 
 if (redisServerMissing) console.warn(`Skipping the Redis tests: ${redisServerMissing}`);
+
+/**
+ * A test that needs `redis-server`, skipped without it: loopback only; it runs redis-server (and
+ * deno for a worker), which keeps its data in a temp folder when persistent. `permissions` adds to
+ * those.
+ */
+export function redisTest(
+  name: string,
+  fn: () => Promise<void>,
+  permissions: Deno.PermissionOptionsObject = {},
+): void {
+  Deno.test({
+    name,
+    ignore: redisServerMissing !== undefined,
+    permissions: { net: ["127.0.0.1"], run: true, read: true, write: true, ...permissions },
+    fn,
+  });
+}
 
 /** Options of {@linkcode RedisServer.start}. */
 export interface RedisServerOptions {

@@ -12,7 +12,7 @@ import { createClient } from "redis";
 import type { JobEvent } from "../../functions/jobs/job_queue.ts";
 import { RedisJobQueue, type RedisJobQueueOptions } from "../../functions/jobs/redis_job_queue.ts";
 import { jobRequest } from "./_job_request.ts";
-import { RedisServer, redisServerMissing } from "./_redis_server.ts";
+import { RedisServer, redisTest } from "./_redis_server.ts";
 import { waitFor } from "./_service.ts";
 
 const REQUEST = jobRequest({ numFrames: 2, decodingT: 2, width: 64 });
@@ -26,15 +26,6 @@ const FAST = {
   commandTimeoutMs: 2000,
   connectTimeoutMs: 3000,
 } as const;
-
-function redisTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: redisServerMissing !== undefined,
-    permissions: { net: ["127.0.0.1"], run: true, read: true, write: true },
-    fn,
-  });
-}
 
 function connect(server: RedisServer, options: Partial<RedisJobQueueOptions> = {}) {
   return RedisJobQueue.connect({ url: server.url, ...FAST, ...options });

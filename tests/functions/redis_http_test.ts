@@ -19,7 +19,9 @@ import { ensureDemoModel } from "../../pipeline/cli/demo_model.ts";
 import { ImagePool } from "../../pipeline/image/image_pool.ts";
 import { readModelDirectory } from "../../pipeline/runtime/mod.ts";
 import { jobRequest } from "./_job_request.ts";
-import { RedisServer, redisServerMissing } from "./_redis_server.ts";
+import { RedisServer, redisTest as redisTestWith } from "./_redis_server.ts";
+
+const redisTest = (name: string, fn: () => Promise<void>) => redisTestWith(name, fn, { env: true });
 import { inputPng, SMALL, upload } from "./_service.ts";
 import { SseReader } from "./_sse_client.ts";
 
@@ -35,16 +37,6 @@ const OPTIONS = {
   commandTimeoutMs: 2000,
   connectTimeoutMs: 3000,
 } as const;
-
-/** A test that needs `redis-server`. */
-function redisTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: redisServerMissing !== undefined,
-    permissions: { net: ["127.0.0.1"], run: true, read: true, write: true, env: true },
-    fn,
-  });
-}
 
 /** The app over a Redis queue (no worker loop), served on a free loopback port. */
 async function serveApi(server: RedisServer, options: Partial<RedisJobQueueOptions> = {}) {

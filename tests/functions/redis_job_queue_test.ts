@@ -18,7 +18,7 @@ import {
   StoreUnavailableError,
 } from "../../functions/jobs/job_queue.ts";
 import { RedisJobQueue, type RedisJobQueueOptions } from "../../functions/jobs/redis_job_queue.ts";
-import { RedisServer, redisServerMissing, SilentFailureProxy } from "./_redis_server.ts";
+import { RedisServer, redisTest, SilentFailureProxy } from "./_redis_server.ts";
 
 const REQUEST = jobRequest({ numFrames: 2, decodingT: 2, width: 64 });
 
@@ -36,19 +36,6 @@ const FAST = {
   commandTimeoutMs: 1000,
   connectTimeoutMs: 2000,
 } as const;
-
-/**
- * A test that needs `redis-server`: loopback only; it runs redis-server (and deno for a worker),
- * which keeps its data in a temp folder when persistent.
- */
-function redisTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: redisServerMissing !== undefined,
-    permissions: { net: ["127.0.0.1"], run: true, read: true, write: true },
-    fn,
-  });
-}
 
 function connect(
   server: RedisServer,

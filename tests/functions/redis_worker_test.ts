@@ -15,7 +15,7 @@ import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import type { VideoJobRunner } from "../../pipeline/service/video_job.ts";
 import { capturedLog } from "./_captured_log.ts";
 import { jobRequest } from "./_job_request.ts";
-import { RedisServer, redisServerMissing } from "./_redis_server.ts";
+import { RedisServer, redisTest } from "./_redis_server.ts";
 import { fakeRunner, waitFor } from "./_service.ts";
 
 /** Not a real PNG: a fake runner never decodes it. */
@@ -31,16 +31,6 @@ const FAST = {
   commandTimeoutMs: 1000,
   connectTimeoutMs: 1000,
 } as const;
-
-/** A test that needs `redis-server` (which it runs, writing its data under a temp folder). */
-function redisTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: redisServerMissing !== undefined,
-    permissions: { net: ["127.0.0.1"], run: true, read: true, write: true },
-    fn,
-  });
-}
 
 function connect(
   server: RedisServer,
