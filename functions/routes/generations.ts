@@ -15,7 +15,10 @@
  *    unsupported 415, over `MAX_PIXELS` 413;
  * 5. the job's cost at the size it will be generated at (known now for every size policy) against
  *    the service's limits, 422 `job_too_large` (`job_admission.ts`);
- * 6. the queue (429 if it filled meanwhile).
+ * 6. draining again (503 `shutting_down`): an upload admitted before SIGTERM and received after
+ *    it is refused as a new one would be (in the embedded queue it would only be cancelled when
+ *    the drain ends);
+ * 7. the queue (429 if it filled meanwhile).
  *
  * @module
  */
@@ -40,7 +43,7 @@ import type { ImageInfo, ValidateImageOptions } from "../../pipeline/image/mod.t
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
 import { type JobAdmission, jobShape } from "../job_admission.ts";
 import { bodyLimit } from "../middleware/body_limit.ts";
-import { rejectWhileDraining } from "../middleware/reject_while_draining.ts";
+import { rejectWhileDraining, shuttingDown } from "../middleware/reject_while_draining.ts";
 import { uploadAdmission } from "../middleware/upload_admission.ts";
 import { parseUpload, type UploadModel } from "../multipart.ts";
 import { resumeSseResponse, sseResponse } from "../sse.ts";
@@ -138,6 +141,7 @@ export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
       if (request.webhook !== undefined) await deps.webhookTargets?.check(request.webhook);
       const info = await checkImage(deps.imagePool, image, deps.maxPixels, c.req.raw.signal);
       deps.admitJob?.(jobShape(request, info));
+      if (deps.draining()) throw shuttingDown();
       const record = await queue.submit(request, image);
       logJobQueued(jobLog, record);
       const urls = generationUrls(record.id);
