@@ -331,8 +331,9 @@ function routeDocs(deps: GenerationRoutesDeps) {
         503: {
           ...errorResponse(
             "Too many uploads being received (`too_many_uploads`), the image could not be " +
-              "checked (`image_check_unavailable`), shutting down (`shutting_down`) or the job " +
-              "store is unavailable (`store_unavailable`)",
+              "checked (`image_check_unavailable`), shutting down (`shutting_down`), the job " +
+              "store is unavailable (`store_unavailable`) or, in the API role, the workers' " +
+              "model is not published or disagrees with MODEL_DIR (`model_unavailable`)",
           ),
           headers: {
             "Retry-After": { schema: { type: "integer" }, description: "Seconds to wait" },
