@@ -10,7 +10,9 @@
  *    before a byte of the body is read (`upload_admission.ts`);
  * 2. the body, read once as it streams, against `MAX_UPLOAD_BYTES` (413) and the body timeouts
  *    (408, connection closed) (`body_limit.ts`);
- * 3. the multipart form and its fields (400, 415, 422; `multipart.ts`);
+ * 3. the multipart form and its fields (400, 415, 422; `multipart.ts`), then a `webhook`'s host,
+ *    resolved and judged public (422 naming `webhook`; the lookup is bounded by 5 s, and the
+ *    upload keeps its place meanwhile: `webhooks/address_guard.ts`);
  * 4. the whole image, decoded in the image pool off the main thread: corrupt 422 `corrupt_image`,
  *    unsupported 415, over `MAX_PIXELS` 413;
  * 5. the job's cost at the size it will be generated at (known now for every size policy) against
