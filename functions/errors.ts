@@ -7,7 +7,7 @@
  *
  * | error | status | code |
  * |---|---|---|
- * | {@linkcode HttpError} (thrown by routes and middleware: 400, 401, 404, 409, 413, 415, 416, 503) | its own | its own |
+ * | {@linkcode HttpError} (thrown by routes and middleware: 400, 401, 404, 408, 409, 413, 415, 416, 422, 503) | its own | its own |
  * | `ParameterError` (a field out of range or unknown) | 422 | `invalid_parameter`, `unknown_field` |
  * | `CorruptImageError` (truncated, bad CRC or zlib data, inconsistent; a subclass of the next, so first) | 422 | `corrupt_image` |
  * | `UnsupportedImageError` (not PNG/JPEG/WebP, or a variant not decoded: lossless JPEG, animated WebP, …) | 415 | `unsupported_media_type` |

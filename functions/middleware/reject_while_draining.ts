@@ -11,16 +11,19 @@ import { HttpError } from "../errors.ts";
 /** Middleware that answers 503 while `draining()` is true. */
 export function rejectWhileDraining(draining: () => boolean): MiddlewareHandler {
   return async function refuseNewWork(_c, next) {
-    if (draining()) {
-      throw new HttpError(
-        503,
-        "shutting_down",
-        "The service is shutting down; retry on another instance",
-        {
-          headers: { "Retry-After": "5" },
-        },
-      );
-    }
+    if (draining()) throw shuttingDown();
     await next();
   };
+}
+
+/** The 503 `shutting_down` that new work gets while the service drains. */
+export function shuttingDown(): HttpError {
+  return new HttpError(
+    503,
+    "shutting_down",
+    "The service is shutting down; retry on another instance",
+    {
+      headers: { "Retry-After": "5" },
+    },
+  );
 }

@@ -10,12 +10,17 @@
  *    before a byte of the body is read (`upload_admission.ts`);
  * 2. the body, read once as it streams, against `MAX_UPLOAD_BYTES` (413) and the body timeouts
  *    (408, connection closed) (`body_limit.ts`);
- * 3. the multipart form and its fields (400, 415, 422; `multipart.ts`);
+ * 3. the multipart form and its fields (400, 415, 422; `multipart.ts`), then a `webhook`'s host,
+ *    resolved and judged public (422 naming `webhook`; the lookup is bounded by 5 s, and the
+ *    upload keeps its place meanwhile: `webhooks/address_guard.ts`);
  * 4. the whole image, decoded in the image pool off the main thread: corrupt 422 `corrupt_image`,
  *    unsupported 415, over `MAX_PIXELS` 413;
  * 5. the job's cost at the size it will be generated at (known now for every size policy) against
  *    the service's limits, 422 `job_too_large` (`job_admission.ts`);
- * 6. the queue (429 if it filled meanwhile).
+ * 6. draining again (503 `shutting_down`): an upload admitted before SIGTERM and received after
+ *    it is refused as a new one would be (in the embedded queue it would only be cancelled when
+ *    the drain ends);
+ * 7. the queue (429 if it filled meanwhile).
  *
  * @module
  */
@@ -40,7 +45,7 @@ import type { ImageInfo, ValidateImageOptions } from "../../pipeline/image/mod.t
 import { GenerationCancelledError } from "../../pipeline/errors.ts";
 import { type JobAdmission, jobShape } from "../job_admission.ts";
 import { bodyLimit } from "../middleware/body_limit.ts";
-import { rejectWhileDraining } from "../middleware/reject_while_draining.ts";
+import { rejectWhileDraining, shuttingDown } from "../middleware/reject_while_draining.ts";
 import { uploadAdmission } from "../middleware/upload_admission.ts";
 import { parseUpload, type UploadModel } from "../multipart.ts";
 import { resumeSseResponse, sseResponse } from "../sse.ts";
@@ -138,6 +143,7 @@ export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
       if (request.webhook !== undefined) await deps.webhookTargets?.check(request.webhook);
       const info = await checkImage(deps.imagePool, image, deps.maxPixels, c.req.raw.signal);
       deps.admitJob?.(jobShape(request, info));
+      if (deps.draining()) throw shuttingDown();
       const record = await queue.submit(request, image);
       logJobQueued(jobLog, record);
       const urls = generationUrls(record.id);
@@ -327,8 +333,9 @@ function routeDocs(deps: GenerationRoutesDeps) {
         503: {
           ...errorResponse(
             "Too many uploads being received (`too_many_uploads`), the image could not be " +
-              "checked (`image_check_unavailable`), shutting down (`shutting_down`) or the job " +
-              "store is unavailable (`store_unavailable`)",
+              "checked (`image_check_unavailable`), shutting down (`shutting_down`), the job " +
+              "store is unavailable (`store_unavailable`) or, in the API role, the workers' " +
+              "model is not published or disagrees with MODEL_DIR (`model_unavailable`)",
           ),
           headers: {
             "Retry-After": { schema: { type: "integer" }, description: "Seconds to wait" },

@@ -656,3 +656,43 @@ Deno.test("while draining, new generations get 503 shutting_down and /readyz 503
   assert.equal(ready.status, 503);
   assert.equal((await ready.json()).status, "draining");
 });
+
+Deno.test("an upload still arriving when the drain begins gets 503 shutting_down and queues nothing", async () => {
+  await using service = await testService({ run: fakeRunner(), startLoop: false });
+  const { createApp } = await import("../../functions/app.ts");
+  let draining = false;
+  const app = createApp({
+    queue: service.queue,
+    model: service.model,
+    metrics: service.metrics,
+    provider: "cpu",
+    inferenceReady: () => true,
+    maxUploadBytes: 1 << 20,
+    maxPixels: 16e6,
+    imagePool: service.imagePool,
+    heartbeatMs: 1000,
+    draining: () => draining,
+  });
+  const form = new Request("http://localhost/", {
+    method: "POST",
+    body: upload(await inputPng(), SMALL),
+  });
+  const bytes = new Uint8Array(await form.arrayBuffer());
+  // SIGTERM comes after the upload was admitted, while its body is being read.
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      draining = true;
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+  const response = await app.request("/v1/generations", {
+    method: "POST",
+    body,
+    headers: { "Content-Type": form.headers.get("Content-Type")! },
+    duplex: "half",
+  } as RequestInit);
+  assert.ok(response.headers.get("Retry-After"));
+  await assertError(response, 503, "shutting_down");
+  assert.deepEqual(await service.queue.stats(), { queued: 0, running: 0 });
+});

@@ -146,3 +146,35 @@ Deno.test("what the service sends validates against the document: status, events
   assert.equal(failure.at(-1)?.event, "error");
   check("GenerationEventStream", failure.map(({ id, event, data }) => ({ id, event, data })));
 });
+
+Deno.test("POST /v1/generations' error responses name every code a submission can get", async () => {
+  const document = await documentOf();
+  const responses = document.paths["/v1/generations"].post.responses;
+  const codes: Record<string, string[]> = {
+    408: ["request_timeout"],
+    413: ["body_too_large", "image_too_large"],
+    415: ["unsupported_content_type", "unsupported_media_type"],
+    422: [
+      "unknown_field",
+      "duplicate_field",
+      "missing_field",
+      "invalid_parameter",
+      "corrupt_image",
+      "job_too_large",
+    ],
+    429: ["queue_full"],
+    // model_unavailable: an API-role process whose workers' model is gone or disagrees.
+    503: [
+      "too_many_uploads",
+      "image_check_unavailable",
+      "shutting_down",
+      "store_unavailable",
+      "model_unavailable",
+    ],
+  };
+  for (const [status, expected] of Object.entries(codes)) {
+    const description: string = responses[status]?.description ?? "";
+    const missing = expected.filter((code) => !description.includes(`\`${code}\``));
+    assert.deepEqual(missing, [], `${status}: ${description}`);
+  }
+});
