@@ -270,7 +270,7 @@ export async function main(config: ServerConfig): Promise<void> {
       maxJobSeconds: config.maxJobSeconds,
       webhookTargets: config.webhookKeys === undefined ? undefined : {
         scheme: config.webhookAllowPrivate ? "http" : "https",
-        check: (url) => checkWebhookTarget(url, policy),
+        check: (url, signal) => checkWebhookTarget(url, policy, signal),
       },
     });
   // The API role serves once the workers have published their model (and it agrees with

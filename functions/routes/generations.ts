@@ -93,8 +93,10 @@ export interface WebhookTargets {
    * Checks the host of a request's `webhook` (`checkWebhookTarget`: it must resolve to public
    * addresses only).
    * @throws {ParameterError} naming `webhook`, for a 422
+   * @throws {HttpError} 503 `webhook_check_unavailable` when the resolver failed for now
+   * @throws `signal.reason` once `signal` (the request's) is aborted
    */
-  check(url: string): Promise<void>;
+  check(url: string, signal?: AbortSignal): Promise<void>;
 }
 
 /** What the routes need of an `ImagePool`. */
@@ -140,7 +142,9 @@ export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
         maxJobSeconds: deps.maxJobSeconds,
         webhooks: deps.webhookTargets?.scheme ?? "off",
       });
-      if (request.webhook !== undefined) await deps.webhookTargets?.check(request.webhook);
+      if (request.webhook !== undefined && deps.webhookTargets) {
+        await checkWebhook(deps.webhookTargets, request.webhook, c.req.raw.signal);
+      }
       const info = await checkImage(deps.imagePool, image, deps.maxPixels, c.req.raw.signal);
       deps.admitJob?.(jobShape(request, info));
       if (deps.draining()) throw shuttingDown();
@@ -333,7 +337,8 @@ function routeDocs(deps: GenerationRoutesDeps) {
         503: {
           ...errorResponse(
             "Too many uploads being received (`too_many_uploads`), the image could not be " +
-              "checked (`image_check_unavailable`), shutting down (`shutting_down`), the job " +
+              "checked (`image_check_unavailable`), the webhook's host could not be resolved " +
+              "for now (`webhook_check_unavailable`), shutting down (`shutting_down`), the job " +
               "store is unavailable (`store_unavailable`) or, in the API role, the workers' " +
               "model is not published or disagrees with MODEL_DIR (`model_unavailable`)",
           ),
@@ -458,6 +463,29 @@ async function checkImage(
       throw new HttpError(400, "request_aborted", "The client left before its image was checked", {
         cause: error,
       });
+    }
+    throw error;
+  }
+}
+
+/** The webhook's host checked; a client that leaves meanwhile stops the wait (400 `request_aborted`). */
+async function checkWebhook(
+  targets: WebhookTargets,
+  url: string,
+  signal: AbortSignal,
+): Promise<void> {
+  try {
+    await targets.check(url, signal);
+  } catch (error) {
+    if (signal.aborted) {
+      throw new HttpError(
+        400,
+        "request_aborted",
+        "The client left before its webhook was checked",
+        {
+          cause: error,
+        },
+      );
     }
     throw error;
   }

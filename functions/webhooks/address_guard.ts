@@ -26,6 +26,7 @@
 import { lookup } from "node:dns/promises";
 import ipaddr from "ipaddr.js";
 import { ParameterError, WEBHOOK_ALLOWED } from "../../pipeline/request/mod.ts";
+import { HttpError } from "../errors.ts";
 
 /** How webhook hosts are resolved and judged. */
 export interface AddressPolicy {
@@ -64,18 +65,43 @@ const RANGE_WORDS: Readonly<Record<string, string>> = {
 
 /** A webhook host whose address the guard refuses, or that cannot be resolved. */
 export class WebhookTargetError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
+  /**
+   * True when the resolver failed for now (no answer in time, `EAI_AGAIN`, a server failure), not
+   * because of the URL: asking again later may succeed.
+   */
+  readonly transient: boolean;
+  constructor(message: string, options?: ErrorOptions & { transient?: boolean }) {
     super(message, options);
     this.name = "WebhookTargetError";
+    this.transient = options?.transient ?? false;
   }
+}
+
+/** Resolver errors that say nothing about the name: the resolver itself failed for now. */
+const TRANSIENT_CODES = new Set([
+  "EAI_AGAIN",
+  "ETIMEOUT",
+  "ETIMEDOUT",
+  "ESERVFAIL",
+  "ECONNREFUSED",
+]);
+
+/** What a `webhook` may be, said in the error of a refused one. */
+function allowedTargets(policy: AddressPolicy): string {
+  return policy.allowPrivate ? "an http or https URL whose host resolves" : WEBHOOK_ALLOWED;
 }
 
 /**
  * The addresses of `hostname` (a name, or an IP literal with or without brackets), every one
- * checked unless the policy allows private ones.
+ * checked unless the policy allows private ones. `signal` stops waiting for the resolver.
  * @throws {WebhookTargetError} when it does not resolve, or resolves to a refused address.
+ * @throws `signal.reason` once `signal` is aborted.
  */
-export async function resolveTarget(hostname: string, policy: AddressPolicy): Promise<string[]> {
+export async function resolveTarget(
+  hostname: string,
+  policy: AddressPolicy,
+  signal?: AbortSignal,
+): Promise<string[]> {
   const host = hostname.startsWith("[") && hostname.endsWith("]")
     ? hostname.slice(1, -1)
     : hostname;
@@ -88,10 +114,14 @@ export async function resolveTarget(hostname: string, policy: AddressPolicy): Pr
         (policy.resolve ?? systemResolve)(host),
         policy.resolveTimeoutMs ?? 5000,
         `resolving ${host} took longer than ${(policy.resolveTimeoutMs ?? 5000) / 1000} s`,
+        signal,
       );
     } catch (error) {
-      throw new WebhookTargetError(`${host} does not resolve (${errorCode(error)})`, {
+      if (signal?.aborted) throw error;
+      const code = errorCode(error);
+      throw new WebhookTargetError(`${host} does not resolve (${code})`, {
         cause: error,
+        transient: error instanceof ResolveTimeout || TRANSIENT_CODES.has(code),
       });
     }
     if (addresses.length === 0) throw new WebhookTargetError(`${host} has no address`);
@@ -109,17 +139,37 @@ export async function resolveTarget(hostname: string, policy: AddressPolicy): Pr
 }
 
 /**
- * Checks a request's `webhook` before the job is queued (step 1 of the module doc).
+ * Checks a request's `webhook` before the job is queued (step 1 of the module doc). `signal` (the
+ * request's) stops the wait for the resolver when the client leaves.
  * @throws {ParameterError} naming `webhook` (422) for a host refused or not resolved.
+ * @throws {HttpError} 503 `webhook_check_unavailable` + `Retry-After` when the resolver failed for
+ *   now (no answer within the timeout, `EAI_AGAIN`): the request may succeed when sent again.
+ * @throws `signal.reason` once `signal` is aborted.
  */
-export async function checkWebhookTarget(url: string, policy: AddressPolicy): Promise<void> {
+export async function checkWebhookTarget(
+  url: string,
+  policy: AddressPolicy,
+  signal?: AbortSignal,
+): Promise<void> {
   try {
-    await resolveTarget(new URL(url).hostname, policy);
+    await resolveTarget(new URL(url).hostname, policy, signal);
   } catch (error) {
     if (!(error instanceof WebhookTargetError)) throw error;
-    throw new ParameterError("webhook", url, `is refused: ${error.message}`, WEBHOOK_ALLOWED, {
-      cause: error,
-    });
+    if (error.transient) {
+      throw new HttpError(
+        503,
+        "webhook_check_unavailable",
+        `The webhook's host could not be checked now: ${error.message}; send the request again`,
+        { cause: error, field: "webhook", headers: { "Retry-After": "5" } },
+      );
+    }
+    throw new ParameterError(
+      "webhook",
+      url,
+      `is refused: ${error.message}`,
+      allowedTargets(policy),
+      { cause: error },
+    );
   }
 }
 
@@ -134,14 +184,29 @@ function errorCode(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+/** The resolver gave no answer in time. */
+class ResolveTimeout extends Error {}
+
+async function withTimeout<T>(
+  promise: Promise<T>,
+  ms: number,
+  message: string,
+  signal?: AbortSignal,
+): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
   try {
+    signal?.throwIfAborted();
     return await Promise.race([
       promise,
-      new Promise<never>((_, reject) => timer = setTimeout(() => reject(new Error(message)), ms)),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ResolveTimeout(message)), ms);
+        onAbort = () => reject(signal!.reason);
+        signal?.addEventListener("abort", onAbort, { once: true });
+      }),
     ]);
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener("abort", onAbort);
   }
 }

@@ -15,6 +15,7 @@ import {
 } from "../../functions/webhooks/address_guard.ts";
 import { postWebhook } from "../../functions/webhooks/webhook_sender.ts";
 import { parseWebhookSecrets, signWebhook } from "../../functions/webhooks/webhook_signature.ts";
+import { HttpError } from "../../functions/errors.ts";
 import { ParameterError } from "../../pipeline/request/mod.ts";
 import { randomSecret, testTls, WebhookReceiver } from "./_webhook_receiver.ts";
 
@@ -100,6 +101,65 @@ Deno.test({
       resolveTimeoutMs: 50,
     };
     await assert.rejects(resolveTarget("slow.example", slow), /took longer than 0.05 s/);
+  },
+});
+
+Deno.test({
+  name: "checkWebhookTarget() answers 503 webhook_check_unavailable when the resolver fails for " +
+    "now, 422 when the name does not exist, and stops waiting when the client leaves",
+  permissions: "none",
+  async fn() {
+    const failing = (code: string) => ({
+      allowPrivate: false,
+      resolve: () => Promise.reject(Object.assign(new Error(code), { code })),
+    });
+    for (const code of ["EAI_AGAIN", "ESERVFAIL"]) {
+      await assert.rejects(checkWebhookTarget("https://hooks.example/x", failing(code)), (e) => {
+        assert.ok(e instanceof HttpError, String(e));
+        assert.equal(e.status, 503);
+        assert.equal(e.code, "webhook_check_unavailable");
+        assert.equal(e.field, "webhook");
+        assert.equal(e.headers["Retry-After"], "5");
+        assert.match(e.message, new RegExp(`hooks\\.example does not resolve \\(${code}\\)`));
+        return true;
+      });
+    }
+    const silent = { allowPrivate: false, resolve: () => new Promise<string[]>(() => {}) };
+    await assert.rejects(
+      checkWebhookTarget("https://slow.example/x", { ...silent, resolveTimeoutMs: 50 }),
+      (e) => e instanceof HttpError && e.status === 503 && /took longer/.test(e.message),
+    );
+    await assert.rejects(
+      checkWebhookTarget("https://gone.example/x", failing("ENOTFOUND")),
+      (e) => {
+        assert.ok(e instanceof ParameterError, String(e));
+        assert.match(e.message, /does not resolve \(ENOTFOUND\)/);
+        return true;
+      },
+    );
+    // The client leaves while the resolver is silent: the check ends at once with its reason.
+    const client = new AbortController();
+    const started = performance.now();
+    const check = checkWebhookTarget("https://slow.example/x", silent, client.signal);
+    setTimeout(() => client.abort(new Error("client left")), 20);
+    await assert.rejects(check, /client left/);
+    assert.ok(performance.now() - started < 4000, "long before the 5 s resolver timeout");
+  },
+});
+
+Deno.test({
+  name: "checkWebhookTarget() with WEBHOOK_ALLOW_PRIVATE says what it allows then",
+  permissions: "none",
+  async fn() {
+    const policy = {
+      allowPrivate: true,
+      resolve: () => Promise.reject(Object.assign(new Error("x"), { code: "ENOTFOUND" })),
+    };
+    await assert.rejects(checkWebhookTarget("http://nowhere.test/x", policy), (e) => {
+      assert.ok(e instanceof ParameterError, String(e));
+      assert.equal(e.allowed, "an http or https URL whose host resolves");
+      return true;
+    });
   },
 });
 
