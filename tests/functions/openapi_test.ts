@@ -167,6 +167,7 @@ Deno.test("POST /v1/generations' error responses name every code a submission ca
     503: [
       "too_many_uploads",
       "image_check_unavailable",
+      "webhook_check_unavailable",
       "shutting_down",
       "store_unavailable",
       "model_unavailable",
