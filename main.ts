@@ -421,11 +421,13 @@ export async function main(config: ServerConfig): Promise<void> {
     watch?.stop();
     publication?.stop();
     // Most of the window for running jobs; the rest to close streams and connections.
-    const finished = await loop?.stop({
+    const stopped = await loop?.stop({
       drainMs: Math.max(0, drainMs - Math.min(3000, drainMs / 5)),
       // A shared queue hands unfinished jobs back to the other workers instead of cancelling.
       atDeadline: shared ? "release" : "cancel",
     }) ?? true;
+    // Clean: every running job finished on its own.
+    const finished = stopped && (loop?.cutShort ?? 0) === 0;
     // Attempts in flight get a moment; the rest wait in Redis or the spool for the next sender.
     await dispatcher?.stop(2000);
     sweeper.stop();

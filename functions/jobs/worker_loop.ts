@@ -118,6 +118,7 @@ export class WorkerLoop {
   readonly #inFlight = new Map<string, AbortController>();
   /** Jobs stopped at the drain deadline to be handed back rather than cancelled. */
   readonly #releasing = new Set<string>();
+  #cutShort = 0;
   /** Aborted when `stop` runs out of time: endings still retried through an outage give up. */
   readonly #abandon = new AbortController();
   readonly #log: Log;
@@ -136,6 +137,11 @@ export class WorkerLoop {
     return this.#inFlight.size;
   }
 
+  /** Jobs `stop` found still running at its deadline and cancelled or handed back. */
+  get cutShort(): number {
+    return this.#cutShort;
+  }
+
   /** Starts the slots (once). */
   start(): void {
     if (this.#slots.length > 0) return;
@@ -147,7 +153,8 @@ export class WorkerLoop {
    * Takes no more jobs, lets running ones finish, cancels those still running after
    * `cancelAfterMs`, and resolves when every slot has stopped or `drainMs` has passed.
    *
-   * @returns whether every slot stopped in time.
+   * @returns whether every slot stopped in time ({@linkcode cutShort} says how many jobs it
+   *   cancelled or handed back to get there).
    */
   async stop(options: StopOptions): Promise<boolean> {
     const { drainMs } = options;
@@ -155,6 +162,7 @@ export class WorkerLoop {
     this.#stopping.abort(new Error("the worker loop is stopping"));
     const all = Promise.all(this.#slots).then(() => true);
     if (await within(all, cancelAfterMs)) return true;
+    this.#cutShort += this.#inFlight.size;
     for (const [id, controller] of this.#inFlight) {
       if (options.atDeadline === "release") this.#releasing.add(id);
       controller.abort(new Error("the service is shutting down"));

@@ -78,6 +78,9 @@ Deno.test("main.ts cancels a job still running at the drain deadline and exits 0
   assert.equal(status.code, 0, stderr);
   const elapsed = performance.now() - signalled;
   assert.ok(elapsed < 3000 + 1500, `exited ${Math.round(elapsed)} ms after SIGTERM`);
+  const shutdown = await service.line("shutdown", 1000);
+  assert.equal(shutdown.clean, false, "a job was cancelled at the deadline");
+  assert.match(String(shutdown.message), /running jobs were cancelled or handed back/);
 });
 
 Deno.test("main.ts refuses a bad environment with one line naming the variable and what is allowed", async () => {

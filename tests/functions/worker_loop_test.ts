@@ -91,6 +91,7 @@ Deno.test("stop() lets a running job finish within the drain window", async () =
   const { id } = await t.queue.submit(REQUEST, new Uint8Array());
   await waitFor(() => t.loop.busy === 1, "the job running");
   assert.equal(await t.loop.stop({ drainMs: 30_000, cancelAfterMs: 20_000 }), true);
+  assert.equal(t.loop.cutShort, 0, "no job cut short");
   assert.equal((await t.queue.get(id))?.status, "done");
 });
 
@@ -103,6 +104,7 @@ Deno.test("stop() cancels a job still running after cancelAfterMs; it ends with 
   await waitFor(() => t.loop.busy === 1, "the job running");
   const started = performance.now();
   assert.equal(await t.loop.stop({ drainMs: 5000, cancelAfterMs: 100 }), true);
+  assert.equal(t.loop.cutShort, 1, "one job cut short");
   assert.ok(performance.now() - started < 2000);
   const all = await events(t.queue, id);
   assert.equal(all.at(-1)?.type, "cancelled");
