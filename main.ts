@@ -42,6 +42,7 @@ import { errorResponse, routeNotFound } from "./functions/errors.ts";
 import { serveHttp } from "./functions/http_server.ts";
 import type { JobAdmission } from "./functions/job_admission.ts";
 import { requestLog } from "./functions/middleware/request_log.ts";
+import { ConcurrentUploads } from "./functions/middleware/upload_admission.ts";
 import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
 import { keepModelPublished } from "./functions/jobs/published_model.ts";
@@ -174,6 +175,9 @@ export async function main(config: ServerConfig): Promise<void> {
   const queue: JobQueue = redis ?? new MemoryJobQueue({ ...queueOptions, webhooks: spool });
   // Every image is checked at the door and prepared for its job in here, off the main thread.
   const imagePool = new ImagePool();
+  // The process's MAX_CONCURRENT_UPLOADS, shared by every app built below: the API role builds a
+  // new one when the workers publish another model, while uploads to the old one are being read.
+  const uploads = new ConcurrentUploads(config.maxConcurrentUploads);
   const sweeper = new DeadlineSweeper({ queue });
   sweeper.start();
   const policy: AddressPolicy = { allowPrivate: config.webhookAllowPrivate };
@@ -259,7 +263,7 @@ export async function main(config: ServerConfig): Promise<void> {
       maxUploadBytes: config.maxUploadBytes,
       maxPixels: config.maxPixels,
       imagePool,
-      maxConcurrentUploads: config.maxConcurrentUploads,
+      uploads,
       bodyIdleMs: config.bodyIdleSeconds * 1000,
       bodyTimeoutMs: config.bodyTimeoutSeconds * 1000,
       queueCapacity: queueOptions.capacity,
