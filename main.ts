@@ -20,7 +20,8 @@
  * it drains: new generations get 503, running ones may finish until
  * `DRAIN_SECONDS` (those still running near the end are cancelled — or, with Redis, handed back to
  * the queue to run again on another worker, since a job is acknowledged only when done), queued
- * ones are cancelled (with Redis they stay queued for the other instances), then it exits 0.
+ * ones are cancelled (with Redis they stay queued for the other instances; embedded, their
+ * `cancelled` webhooks get their attempt before the exit), then it exits 0.
  *
  * Every role also runs the deadline sweeper (`functions/jobs/deadlines.ts`: queued jobs past their
  * `timeout_seconds` end with `deadline_exceeded`) and, with `WEBHOOK_SECRET`, the webhook
@@ -42,6 +43,7 @@ import { errorResponse, routeNotFound } from "./functions/errors.ts";
 import { serveHttp } from "./functions/http_server.ts";
 import type { JobAdmission } from "./functions/job_admission.ts";
 import { requestLog } from "./functions/middleware/request_log.ts";
+import { ConcurrentUploads } from "./functions/middleware/upload_admission.ts";
 import type { JobQueue } from "./functions/jobs/job_queue.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
 import { keepModelPublished } from "./functions/jobs/published_model.ts";
@@ -174,6 +176,9 @@ export async function main(config: ServerConfig): Promise<void> {
   const queue: JobQueue = redis ?? new MemoryJobQueue({ ...queueOptions, webhooks: spool });
   // Every image is checked at the door and prepared for its job in here, off the main thread.
   const imagePool = new ImagePool();
+  // The process's MAX_CONCURRENT_UPLOADS, shared by every app built below: the API role builds a
+  // new one when the workers publish another model, while uploads to the old one are being read.
+  const uploads = new ConcurrentUploads(config.maxConcurrentUploads);
   const sweeper = new DeadlineSweeper({ queue });
   sweeper.start();
   const policy: AddressPolicy = { allowPrivate: config.webhookAllowPrivate };
@@ -259,7 +264,7 @@ export async function main(config: ServerConfig): Promise<void> {
       maxUploadBytes: config.maxUploadBytes,
       maxPixels: config.maxPixels,
       imagePool,
-      maxConcurrentUploads: config.maxConcurrentUploads,
+      uploads,
       bodyIdleMs: config.bodyIdleSeconds * 1000,
       bodyTimeoutMs: config.bodyTimeoutSeconds * 1000,
       queueCapacity: queueOptions.capacity,
@@ -428,12 +433,21 @@ export async function main(config: ServerConfig): Promise<void> {
     }) ?? true;
     // Clean: every running job finished on its own.
     const finished = stopped && (loop?.cutShort ?? 0) === 0;
-    // Attempts in flight get a moment; the rest wait in Redis or the spool for the next sender.
-    await dispatcher?.stop(2000);
     sweeper.stop();
-    // Embedded: queued jobs are cancelled, so their streams end. Redis: jobs stay for the other
-    // instances; open event streams end and their clients resume elsewhere with Last-Event-ID.
-    await queue.close();
+    if (shared) {
+      // Attempts in flight get a moment; the rest wait in Redis for the other instances. The
+      // dispatcher uses the queue's connection, so it stops first. Jobs stay for the other
+      // instances; open event streams end and their clients resume elsewhere with Last-Event-ID.
+      await dispatcher?.stop(2000);
+      await queue.close();
+    } else {
+      // Queued jobs are cancelled first, so their streams end and their `cancelled` deliveries
+      // exist; then the dispatcher attempts what is due within its grace period. What is still
+      // pending after it waits in the spool for the next process, or, without one, is lost.
+      await queue.close();
+      await dispatcher?.stop(2000, { sendDue: true });
+      spool?.close();
+    }
     await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
     server.closeAll();
     await engine?.close().catch(() => {});

@@ -59,7 +59,11 @@ export interface MemoryJobQueueOptions {
   readonly retryAfterSeconds?: () => number;
   /** Clock, milliseconds since the epoch (tests). */
   readonly now?: () => number;
-  /** Where webhook deliveries go (default: an outbox in memory, kept `retentionMs`). */
+  /**
+   * Where webhook deliveries go (default: an outbox in memory, kept `retentionMs`). One given
+   * here is the giver's to close (`main.ts` closes its spool once the dispatcher has attempted
+   * the `cancelled` deliveries `close` makes); the queue closes only its own.
+   */
   readonly webhooks?: MemoryWebhookOutbox;
   /**
    * Called for every job this queue ends itself, before any worker took it: cancelled while
@@ -96,6 +100,8 @@ export class MemoryJobQueue implements JobQueue {
   /** Workers waiting in `take`. */
   readonly #takers: (() => void)[] = [];
   readonly #webhooks: MemoryWebhookOutbox;
+  /** Whether `#webhooks` is this queue's own (and so its to close). */
+  readonly #ownsWebhooks: boolean;
   #closed = false;
 
   constructor(options: MemoryJobQueueOptions) {
@@ -110,6 +116,7 @@ export class MemoryJobQueue implements JobQueue {
     this.#retryAfter = options.retryAfterSeconds ?? (() => 10);
     this.#now = options.now ?? Date.now;
     this.#onCancelledWhileQueued = options.onCancelledWhileQueued;
+    this.#ownsWebhooks = options.webhooks === undefined;
     this.#webhooks = options.webhooks ??
       new MemoryWebhookOutbox({ retentionMs: options.retentionMs, now: options.now });
   }
@@ -352,7 +359,8 @@ export class MemoryJobQueue implements JobQueue {
 
   /**
    * Cancels every job that has not ended (they would be lost with the process: their streams get
-   * `cancelled`), ends every event stream and waiting worker, and stops the expiry timers.
+   * `cancelled`, and their webhooks their deliveries), ends every event stream and waiting
+   * worker, stops the expiry timers and closes the queue's own webhook outbox.
    */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
@@ -365,7 +373,7 @@ export class MemoryJobQueue implements JobQueue {
     }
     this.#closed = true;
     this.#pending.length = 0;
-    this.#webhooks.close();
+    if (this.#ownsWebhooks) this.#webhooks.close();
     for (const wake of this.#takers.splice(0)) wake();
     for (const entry of this.#jobs.values()) {
       clearTimeout(entry.expiry);

@@ -12,12 +12,17 @@
  *    read still refuses it at submit (429, after reading).
  *
  * Each upload holds its place until its response is decided, so the memory of uploads being read
- * is bounded by `maxConcurrent` × (twice `MAX_UPLOAD_BYTES`, see `multipart.ts`).
+ * is bounded by `MAX_CONCURRENT_UPLOADS` × (twice `MAX_UPLOAD_BYTES`, see `multipart.ts`).
+ *
+ * The places are a {@linkcode ConcurrentUploads}, the process's: `main.ts` creates it once and
+ * every app it builds shares it (the API role rebuilds its app when the workers publish another
+ * model, while uploads to the old one are still being read).
  *
  * @example
  * ```ts
- * import { uploadAdmission } from "./upload_admission.ts";
- * app.post("/v1/generations", uploadAdmission({ maxConcurrent: 16, queue, capacity: 9, retryAfterSeconds: () => 10 }), handler);
+ * import { ConcurrentUploads, uploadAdmission } from "./upload_admission.ts";
+ * const uploads = new ConcurrentUploads(16); // once per process
+ * app.post("/v1/generations", uploadAdmission({ uploads, queue, capacity: 9, retryAfterSeconds: () => 10 }), handler);
  * ```
  *
  * @module
@@ -27,10 +32,43 @@ import type { MiddlewareHandler } from "hono";
 import { HttpError } from "../errors.ts";
 import { type JobQueue, QueueFullError } from "../jobs/job_queue.ts";
 
+/**
+ * The uploads a process is reading, at most `max` at once (`MAX_CONCURRENT_UPLOADS`). One per
+ * process, shared by every app built in it, so the cap holds across app rebuilds.
+ */
+export class ConcurrentUploads {
+  #count = 0;
+
+  /** @param max uploads read at once, at most: an integer ≥ 1 */
+  constructor(readonly max: number) {
+    if (!(Number.isInteger(max) && max >= 1)) {
+      throw new RangeError(`MAX_CONCURRENT_UPLOADS must be an integer ≥ 1, got ${max}`);
+    }
+  }
+
+  /** Uploads being read now. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Takes a place for one upload: false when all `max` are taken. */
+  tryTake(): boolean {
+    if (this.#count >= this.max) return false;
+    this.#count++;
+    return true;
+  }
+
+  /** Gives back a place {@linkcode tryTake} took. */
+  release(): void {
+    if (this.#count === 0) throw new Error("ConcurrentUploads.release() without a place taken");
+    this.#count--;
+  }
+}
+
 /** Options of {@linkcode uploadAdmission}. */
 export interface UploadAdmissionOptions {
-  /** Uploads read at once, at most (`MAX_CONCURRENT_UPLOADS`). */
-  readonly maxConcurrent: number;
+  /** The process's upload places (`MAX_CONCURRENT_UPLOADS`), shared by its apps. */
+  readonly uploads: ConcurrentUploads;
   readonly queue: Pick<JobQueue, "stats">;
   /** Jobs the queue holds, queued and running (`SLOTS + QUEUE_SIZE`); undefined: not checked here. */
   readonly capacity?: number;
@@ -38,30 +76,23 @@ export interface UploadAdmissionOptions {
   readonly retryAfterSeconds?: () => number;
 }
 
-/** Middleware admitting uploads; see the module doc. Its `uploading` counts those being read. */
-export function uploadAdmission(
-  options: UploadAdmissionOptions,
-): MiddlewareHandler & { readonly uploading: number } {
-  const { maxConcurrent, queue, capacity } = options;
-  if (!(Number.isInteger(maxConcurrent) && maxConcurrent >= 1)) {
-    throw new RangeError(`maxConcurrent must be an integer ≥ 1, got ${maxConcurrent}`);
-  }
-  let uploading = 0;
-  const admit: MiddlewareHandler = async function admitUpload(_c, next) {
-    if (uploading >= maxConcurrent) {
+/** Middleware admitting uploads; see the module doc. */
+export function uploadAdmission(options: UploadAdmissionOptions): MiddlewareHandler {
+  const { uploads, queue, capacity } = options;
+  return async function admitUpload(_c, next) {
+    if (!uploads.tryTake()) {
       throw new HttpError(
         503,
         "too_many_uploads",
-        `${uploading} uploads are being received, the most this instance takes at once ` +
+        `${uploads.count} uploads are being received, the most this instance takes at once ` +
           "(MAX_CONCURRENT_UPLOADS); retry in a moment",
         { headers: { "Retry-After": "1" } },
       );
     }
-    uploading++;
     try {
       if (capacity !== undefined) {
         const { queued, running } = await queue.stats();
-        const others = uploading - 1;
+        const others = uploads.count - 1;
         if (queued + running + others >= capacity) {
           throw new QueueFullError(
             `The queue is full: ${queued} queued and ${running} running of ${capacity} places` +
@@ -72,10 +103,7 @@ export function uploadAdmission(
       }
       await next();
     } finally {
-      uploading--;
+      uploads.release();
     }
   };
-  return Object.defineProperty(admit, "uploading", { get: () => uploading }) as
-    & MiddlewareHandler
-    & { readonly uploading: number };
 }

@@ -46,7 +46,7 @@ import { GenerationCancelledError } from "../../pipeline/errors.ts";
 import { type JobAdmission, jobShape } from "../job_admission.ts";
 import { bodyLimit } from "../middleware/body_limit.ts";
 import { rejectWhileDraining, shuttingDown } from "../middleware/reject_while_draining.ts";
-import { uploadAdmission } from "../middleware/upload_admission.ts";
+import { ConcurrentUploads, uploadAdmission } from "../middleware/upload_admission.ts";
 import { parseUpload, type UploadModel } from "../multipart.ts";
 import { resumeSseResponse, sseResponse } from "../sse.ts";
 
@@ -58,7 +58,16 @@ export interface GenerationRoutesDeps {
   readonly maxPixels: number;
   /** Checks the whole uploaded image off the main thread (the service's `ImagePool`). */
   readonly imagePool: ImageChecker;
-  /** Uploads read at once, at most (default {@linkcode DEFAULT_UPLOAD_LIMITS}). */
+  /**
+   * The process's upload places, shared by every app it builds (`main.ts` creates them once: the
+   * API role rebuilds its app when the published model changes). Default: places of this app's
+   * own, `maxConcurrentUploads` of them.
+   */
+  readonly uploads?: ConcurrentUploads;
+  /**
+   * Uploads read at once, at most, without `uploads` (default
+   * {@linkcode DEFAULT_UPLOAD_LIMITS}).
+   */
   readonly maxConcurrentUploads?: number;
   /** Longest wait for an upload's next bytes, ms (default {@linkcode DEFAULT_UPLOAD_LIMITS}). */
   readonly bodyIdleMs?: number;
@@ -125,7 +134,10 @@ export function generationRoutes(deps: GenerationRoutesDeps): OpenAPIHono {
     "/",
     rejectWhileDraining(deps.draining),
     uploadAdmission({
-      maxConcurrent: deps.maxConcurrentUploads ?? DEFAULT_UPLOAD_LIMITS.maxConcurrentUploads,
+      uploads: deps.uploads ??
+        new ConcurrentUploads(
+          deps.maxConcurrentUploads ?? DEFAULT_UPLOAD_LIMITS.maxConcurrentUploads,
+        ),
       queue,
       capacity: deps.queueCapacity,
       retryAfterSeconds: deps.retryAfterSeconds,

@@ -28,8 +28,8 @@
  *   policy: { allowPrivate: false },
  * });
  * dispatcher.start();
- * // on shutdown:
- * await dispatcher.stop(2000);
+ * // on shutdown (embedded: after the queue's close made its `cancelled` deliveries):
+ * await dispatcher.stop(2000, { sendDue: true });
  * ```
  *
  * @module
@@ -82,6 +82,17 @@ export interface WebhookDispatcherOptions {
   readonly random?: () => number;
 }
 
+/** Options of {@linkcode WebhookDispatcher.stop}. */
+export interface DispatcherStopOptions {
+  /**
+   * Within the grace period, claim and attempt the deliveries that are due (as slots free up)
+   * before stopping: those made just before the stop, which the loop may not have seen (the
+   * embedded queue's `cancelled` ones at shutdown, lost with the process otherwise). Default
+   * false: claim nothing more and leave them to the next sender (Redis, a spool).
+   */
+  readonly sendDue?: boolean;
+}
+
 /** Sends an outbox's deliveries; see the module doc. */
 export class WebhookDispatcher {
   readonly #o: Required<Omit<WebhookDispatcherOptions, "publicUrl" | "caCerts" | "log">>;
@@ -129,53 +140,75 @@ export class WebhookDispatcher {
   }
 
   /**
-   * Claims nothing more and waits up to `graceMs` for the attempts in flight. An attempt still
-   * running after that is abandoned: its lease runs out and the delivery is tried again (by the
-   * next process, with a spool or Redis).
+   * Stops the loop and waits up to `graceMs` for the attempts in flight; with `sendDue`, also
+   * claims and attempts, within that time, what is due (see {@linkcode DispatcherStopOptions}).
+   * An attempt still running after that is abandoned: its lease runs out and the delivery is
+   * tried again (by the next process, with a spool or Redis).
    */
-  async stop(graceMs: number): Promise<void> {
+  async stop(graceMs: number, options: DispatcherStopOptions = {}): Promise<void> {
+    const deadline = Date.now() + graceMs;
     this.#stopping.abort();
     this.#wakeUp();
     await this.#loop;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all(this.#inFlight),
-      new Promise((resolve) => timer = setTimeout(resolve, graceMs)),
-    ]);
-    clearTimeout(timer);
+    while (Date.now() < deadline) {
+      if (options.sendDue) await this.#claim();
+      if (this.#inFlight.size === 0) return;
+      // One attempt ends (its slot frees), or the grace period does.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.race(this.#inFlight),
+        new Promise((resolve) => timer = setTimeout(resolve, deadline - Date.now())),
+      ]);
+      clearTimeout(timer);
+    }
   }
 
   async #run(): Promise<void> {
-    const { outbox, concurrency, pollMs, timeoutMs } = this.#o;
-    // The lease outlasts the attempt and its settling.
-    const leaseMs = timeoutMs + 15_000;
+    const { concurrency, pollMs } = this.#o;
     while (!this.#stopping.signal.aborted) {
       let waitMs = pollMs;
       this.#woken = false; // this look sees whatever woke it
-      const free = concurrency - this.#inFlight.size;
-      if (free > 0) {
-        try {
-          const { leased, nextDueAt } = await outbox.claim(free, leaseMs);
-          this.#failing = "";
-          for (const delivery of leased) this.#track(this.#attempt(delivery));
-          if (nextDueAt !== undefined) {
-            waitMs = Math.max(0, Math.min(pollMs, nextDueAt - Date.now()));
-          }
-          if (leased.length === free) waitMs = 0; // more may be due
-        } catch (error) {
-          const message = errorMessage(error);
-          if (message !== this.#failing) {
-            this.#log.warning(`cannot claim webhook deliveries: ${message}`, {
-              event: "webhook_claim_failed",
-              error: message,
-            });
-          }
-          this.#failing = message;
-          waitMs = Math.max(pollMs, 1000);
+      const claimed = await this.#claim();
+      if (claimed === "failed") {
+        waitMs = Math.max(pollMs, 1000);
+      } else if (claimed !== "full") {
+        const { leased, free, nextDueAt } = claimed;
+        if (nextDueAt !== undefined) {
+          waitMs = Math.max(0, Math.min(pollMs, nextDueAt - Date.now()));
         }
+        if (leased === free) waitMs = 0; // more may be due
       }
       if (this.#stopping.signal.aborted) break;
       if (waitMs > 0 || this.#inFlight.size >= concurrency) await this.#sleep(waitMs);
+    }
+  }
+
+  /**
+   * Claims what is due, as many as there are free slots, and starts their attempts. `full`: no
+   * slot free; `failed`: the outbox could not be read (logged once per outage).
+   */
+  async #claim(): Promise<
+    { leased: number; free: number; nextDueAt?: number } | "full" | "failed"
+  > {
+    const { outbox, concurrency, timeoutMs } = this.#o;
+    const free = concurrency - this.#inFlight.size;
+    if (free <= 0) return "full";
+    try {
+      // The lease outlasts the attempt and its settling.
+      const { leased, nextDueAt } = await outbox.claim(free, timeoutMs + 15_000);
+      this.#failing = "";
+      for (const delivery of leased) this.#track(this.#attempt(delivery));
+      return { leased: leased.length, free, nextDueAt };
+    } catch (error) {
+      const message = errorMessage(error);
+      if (message !== this.#failing) {
+        this.#log.warning(`cannot claim webhook deliveries: ${message}`, {
+          event: "webhook_claim_failed",
+          error: message,
+        });
+      }
+      this.#failing = message;
+      return "failed";
     }
   }
 

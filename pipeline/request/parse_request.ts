@@ -11,6 +11,7 @@ import type { SamplingDefaults } from "../config/sampling_params.ts";
 import { CRF } from "../video/encode_video.ts";
 import { allowedOf, checkValue, readText } from "./field_values.ts";
 import {
+  type ClipFormat,
   declarationOf,
   FIELD_NAMES,
   type FieldName,
@@ -129,15 +130,22 @@ export const REQUEST_RULES: readonly RequestRule[] = [
   },
   function crfForTheFormat({ crf, format }) {
     if (crf === undefined) return;
-    if (format === "gif") {
-      throw new ParameterError("crf", crf, "does not apply to gif", CRF_ALLOWED);
-    }
-    const { min, max } = CRF[format];
-    if (crf < min || crf > max) {
-      throw new ParameterError("crf", crf, "is out of range", `${min}..${max} for ${format}`);
+    if (format === "gif" || crf < CRF[format].min || crf > CRF[format].max) {
+      throw crfError(crf, "is out of range", format);
     }
   },
 ];
+
+/**
+ * `crf` refused for `format`: for gif it does not apply (whatever the value); for mp4 and webm
+ * the error names the format's range, even when the value is out of every format's (`crf = 99`
+ * says `allowed 0..51 for mp4`, as `crf = 60` does).
+ */
+function crfError(crf: unknown, problem: string, format: ClipFormat): ParameterError {
+  if (format === "gif") return new ParameterError("crf", crf, "does not apply to gif", CRF_ALLOWED);
+  const { min, max } = CRF[format];
+  return new ParameterError("crf", crf, problem, `${min}..${max} for ${format}`);
+}
 
 /** A value that breaks a rule: the field to change, its value, the problem, the allowed values. */
 export interface RuleFault {
@@ -236,7 +244,8 @@ export function parseRequest(
 
 /**
  * Checks each field of `input` on its own (names, types, ranges), as {@linkcode parseRequest}
- * does first; what needs the model's defaults (the rules between fields) is left for it.
+ * does first; what needs the model's defaults (the rules between fields) is left for it. A `crf`
+ * out of the declared range is refused here, with its format's range in the error.
  *
  * @returns the fields given, checked and typed, by camelCase name
  * @throws {ParameterError} as `parseRequest`
@@ -264,6 +273,10 @@ export function checkFields(
     }
     if (value === undefined || value === null) continue;
     const problem = checkValue(field, value);
+    if (problem && name === "crf") {
+      // The format is declared (so checked) before crf: the error says the range that applies.
+      throw crfError(value, problem, (given.format ?? REQUEST_FIELDS.format.default) as ClipFormat);
+    }
     if (problem) throw new ParameterError(field.key, value, problem, allowedOf(field));
     given[name] = value;
   }

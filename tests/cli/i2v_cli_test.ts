@@ -153,7 +153,7 @@ Deno.test("deno task i2v checks everything typed before it reads the model: flag
     const image = fixturePath("input.png");
     const base = ["--model", dir, "--image", image, "--out", `${dir}/clip.mp4`];
     const cases: [string[], number, RegExp, Record<string, string>?][] = [
-      [[...base, "--crf", "99"], 2, /^error: crf = 99 is out of range: allowed 0\.\.63$/m],
+      [[...base, "--crf", "99"], 2, /^error: crf = 99 is out of range: allowed 0\.\.51 for mp4$/m],
       [[...base, "--max-pixels", "lots"], 2, /^error: --max-pixels must be a whole number/m],
       [[...base, "--provider", "tpu"], 2, /^error: --provider must be cpu, cuda, webgpu/m],
       [[...base, "--format", "avi"], 2, /format = "avi" is not an allowed value: .*frames$/m],

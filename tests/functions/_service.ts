@@ -8,6 +8,7 @@
 import type { Hono } from "hono";
 import { createApp } from "../../functions/app.ts";
 import type { JobAdmission } from "../../functions/job_admission.ts";
+import type { ConcurrentUploads } from "../../functions/middleware/upload_admission.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 import { Metrics } from "../../functions/metrics.ts";
@@ -41,6 +42,8 @@ export interface TestServiceOptions {
   readonly maxPixels?: number;
   /** Upload limits (the app's defaults otherwise). */
   readonly maxConcurrentUploads?: number;
+  /** Upload places shared with other apps, as `main.ts` shares them (default: the app's own). */
+  readonly uploads?: ConcurrentUploads;
   readonly bodyIdleMs?: number;
   readonly bodyTimeoutMs?: number;
   /** Admission by cost (default: none). */
@@ -129,6 +132,7 @@ export async function testService(options: TestServiceOptions = {}): Promise<Tes
     maxPixels,
     imagePool,
     maxConcurrentUploads: options.maxConcurrentUploads,
+    uploads: options.uploads,
     bodyIdleMs: options.bodyIdleMs,
     bodyTimeoutMs: options.bodyTimeoutMs,
     admitJob: options.admitJob,

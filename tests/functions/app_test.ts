@@ -273,6 +273,14 @@ Deno.test("bad input is refused with the right status, a code, the field, and no
       "invalid_parameter",
       "crf",
     );
+    // beyond every format's range, the error still says the format's
+    const crf99 = await assertError(
+      await request(upload(png, { crf: "99" })),
+      422,
+      "invalid_parameter",
+      "crf",
+    );
+    assert.equal(crf99.allowed, "0..51 for mp4");
     await assertError(
       await request(upload(png, { keep_running: "yes" })),
       422,

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { serveHttp } from "../../functions/http_server.ts";
+import { ConcurrentUploads } from "../../functions/middleware/upload_admission.ts";
 import { jobRequest } from "./_job_request.ts";
 import { BODY_START, RawClient, uploadHead } from "./_raw_client.ts";
 import { fakeRunner, inputPng, SMALL, testService, upload } from "./_service.ts";
@@ -118,6 +119,45 @@ Deno.test("uploads beyond MAX_CONCURRENT_UPLOADS get 503 too_many_uploads with R
   for (const response of await Promise.all(pending)) assert.equal(response.status, 202);
   const after = await service.app.request("/v1/generations", (await countedBody()).init);
   assert.equal(after.status, 202, "a place is free again");
+});
+
+Deno.test("two apps built with the same upload places share MAX_CONCURRENT_UPLOADS, as the API role's apps do across a model change", async () => {
+  let open!: () => void;
+  const hold = new Promise<void>((resolve) => open = resolve);
+  const uploads = new ConcurrentUploads(2);
+  const options = { run: fakeRunner(), startLoop: false, queueSize: 100, uploads };
+  // The app before the model change, and the one built after it (same process, same places).
+  await using before = await testService(options);
+  await using after = await testService(options);
+  const held = [await countedBody({ hold }), await countedBody({ hold })];
+  const pending = [
+    before.app.request("/v1/generations", held[0].init),
+    after.app.request("/v1/generations", held[1].init),
+  ];
+  await new Promise((resolve) => setTimeout(resolve, 50)); // both are reading their bodies
+  assert.equal(uploads.count, 2);
+  for (const app of [before.app, after.app]) {
+    const third = await countedBody();
+    const refused = await app.request("/v1/generations", third.init);
+    assert.equal(refused.status, 503);
+    assert.equal((await refused.json()).error.code, "too_many_uploads");
+    assert.equal(third.state.pulled, 0, "the refused upload was not read");
+  }
+  open();
+  for (const response of await Promise.all(pending)) assert.equal(response.status, 202);
+  assert.equal(uploads.count, 0, "every place was given back");
+  const again = await after.app.request("/v1/generations", (await countedBody()).init);
+  assert.equal(again.status, 202, "a place is free again");
+});
+
+Deno.test("ConcurrentUploads refuses a cap that is not an integer ≥ 1, naming the value", () => {
+  for (const max of [0, -1, 1.5, NaN]) {
+    assert.throws(() => new ConcurrentUploads(max), RangeError);
+  }
+  assert.throws(
+    () => new ConcurrentUploads(0),
+    /MAX_CONCURRENT_UPLOADS must be an integer ≥ 1, got 0/,
+  );
 });
 
 Deno.test("a queue that fills while a body is read still refuses it, with 429 once it is read", async () => {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { loadConfig, type SamplingDefaults } from "../../pipeline/config/mod.ts";
 import {
+  checkFields,
   fieldsOn,
   jsonSchemaOf,
   ParameterError,
@@ -155,6 +156,56 @@ Deno.test({
       "only with format mp4 or webm",
       /^crf = 20 does not apply to gif/,
     );
+  },
+});
+
+Deno.test({
+  name:
+    "parseRequest() names the format's crf range for any crf outside it, even beyond every format's",
+  permissions: "none",
+  fn() {
+    for (const crf of ["99", "64", "-1"]) {
+      assertParameterError(
+        () => parseRequest({ crf }, HTTP),
+        "crf",
+        "0..51 for mp4",
+        new RegExp(`^crf = ${crf} is out of range: allowed 0\\.\\.51 for mp4$`),
+      );
+      assertParameterError(
+        () => parseRequest({ crf, format: "webm" }, HTTP),
+        "crf",
+        "0..63 for webm",
+        new RegExp(`^crf = ${crf} is out of range: allowed 0\\.\\.63 for webm$`),
+      );
+      assertParameterError(
+        () => parseRequest({ crf, format: "gif" }, HTTP),
+        "crf",
+        "only with format mp4 or webm",
+        new RegExp(`^crf = ${crf} does not apply to gif`),
+      );
+    }
+    assertParameterError(
+      () => parseRequest({ crf: "2.5", format: "webm" }, HTTP),
+      "crf",
+      "0..63 for webm",
+      /^crf = 2\.5 is not an integer/,
+    );
+  },
+});
+
+Deno.test({
+  name: "checkFields() refuses a crf out of every format's range with its format's range",
+  permissions: "none",
+  fn() {
+    assertParameterError(() => checkFields({ crf: "99" }, "cli"), "crf", "0..51 for mp4", /99/);
+    assertParameterError(
+      () => checkFields({ crf: "99", format: "webm" }, "cli"),
+      "crf",
+      "0..63 for webm",
+      /99/,
+    );
+    // within 0..63 the field is fine on its own; parseRequest's rule narrows it by format
+    assert.deepEqual(checkFields({ crf: "60" }, "cli"), { crf: 60 });
   },
 });
 
