@@ -44,7 +44,8 @@ import { serveHttp } from "./functions/http_server.ts";
 import type { JobAdmission } from "./functions/job_admission.ts";
 import { requestLog } from "./functions/middleware/request_log.ts";
 import { ConcurrentUploads } from "./functions/middleware/upload_admission.ts";
-import type { JobQueue } from "./functions/jobs/job_queue.ts";
+import type { JobQueue, JobRecord } from "./functions/jobs/job_queue.ts";
+import { logQueuedJobCancelled } from "./functions/jobs/job_log.ts";
 import { MemoryJobQueue } from "./functions/jobs/memory_job_queue.ts";
 import { keepModelPublished } from "./functions/jobs/published_model.ts";
 import { RedisJobQueue } from "./functions/jobs/redis_job_queue.ts";
@@ -151,13 +152,20 @@ export async function main(config: ServerConfig): Promise<void> {
     return (shape) => admit(jobCost(shape, model, planned, jobLimits), jobLimits);
   };
   const metrics = new Metrics();
+  /** True while the queue closes at shutdown (the embedded one then cancels its queued jobs). */
+  let closingQueue = false;
   const queueOptions = {
     capacity: config.slots + config.queueSize,
     retentionMs: config.retentionSeconds * 1000,
     // A slot frees up after about one generation.
     retryAfterSeconds: () => Math.ceil(metrics.meanGenerationSeconds ?? 10),
     // The worker loop counts the jobs it ran; the queue those it cancelled before any worker.
-    onCancelledWhileQueued: () => metrics.cancelledWhileQueued(),
+    // The routes log the cancels they ask for (DELETE, a client leaving); the shutdown's are
+    // logged here, while the embedded queue cancels its queued jobs on close.
+    onCancelledWhileQueued: (record: JobRecord) => {
+      metrics.cancelledWhileQueued();
+      if (closingQueue) logQueuedJobCancelled(getLog("job"), record, "shutting down");
+    },
   };
   const webhookRetryMs = config.webhookRetrySeconds * 1000;
   const redis = config.redisUrl === undefined ? undefined : await connectRedis(config.redisUrl, {
@@ -439,11 +447,13 @@ export async function main(config: ServerConfig): Promise<void> {
       // dispatcher uses the queue's connection, so it stops first. Jobs stay for the other
       // instances; open event streams end and their clients resume elsewhere with Last-Event-ID.
       await dispatcher?.stop(2000);
+      closingQueue = true;
       await queue.close();
     } else {
       // Queued jobs are cancelled first, so their streams end and their `cancelled` deliveries
       // exist; then the dispatcher attempts what is due within its grace period. What is still
       // pending after it waits in the spool for the next process, or, without one, is lost.
+      closingQueue = true;
       await queue.close();
       await dispatcher?.stop(2000, { sendDue: true });
       spool?.close();

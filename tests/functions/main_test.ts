@@ -74,6 +74,7 @@ Deno.test("main.ts cancels a job still running at the drain deadline and exits 0
   assert.equal(events.at(-1)?.event, "cancelled");
   const queuedEvents = await new SseReader(queued).rest();
   assert.deepEqual(queuedEvents.map((e) => e.event), ["queued", "cancelled"]);
+  const queuedId = service.lines.filter((l) => l.event === "job_queued").at(-1)?.generation;
   const { status, stderr } = await service.ended();
   assert.equal(status.code, 0, stderr);
   const elapsed = performance.now() - signalled;
@@ -81,6 +82,12 @@ Deno.test("main.ts cancels a job still running at the drain deadline and exits 0
   const shutdown = await service.line("shutdown", 1000);
   assert.equal(shutdown.clean, false, "a job was cancelled at the deadline");
   assert.match(String(shutdown.message), /running jobs were cancelled or handed back/);
+  // Every job transition has its line: the queued job cancelled by the shutdown too.
+  const cancelled = service.lines.find((l) =>
+    l.event === "job_cancelled" && l.generation === queuedId
+  );
+  assert.ok(cancelled, `no job_cancelled line for the queued job ${queuedId}`);
+  assert.equal(cancelled.at, "queued");
 });
 
 Deno.test("main.ts refuses a bad environment with one line naming the variable and what is allowed", async () => {
