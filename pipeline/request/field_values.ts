@@ -44,7 +44,11 @@ function describeSchema(schema: JsonSchema): string {
     case "array":
       return `a comma-separated list, each ${describeSchema(schema.items as JsonSchema)}`;
     case "string":
-      if (schema.format === "uri") return "a URL";
+      if (schema.format === "uri") {
+        // A pattern on the scheme (`webhook`): say which schemes, not just "a URL".
+        const http = typeof schema.pattern === "string" && schema.pattern.startsWith("^https?://");
+        return http ? "an http or https URL" : "a URL";
+      }
       return `text of ${schema.minLength ?? 0}..${schema.maxLength ?? "any"} characters`;
     default:
       return JSON.stringify(schema);

@@ -381,7 +381,7 @@ Deno.test({
       assertParameterError(
         () => parseRequest({ webhook: bad }, https),
         "webhook",
-        "a URL",
+        "an http or https URL",
         /is not a valid URL|has the wrong length/,
       );
     }
