@@ -73,6 +73,8 @@ export class InferenceEngine<C extends EngineClient = EngineClient> {
   #starting?: Promise<C>;
   #loads = 0;
   #closed = false;
+  /** The last start failed (cleared by the next that succeeds). */
+  #failed = false;
   /** Jobs running in `use`, per client. */
   readonly #users = new Map<C, number>();
   /** A client to be closed once its last job ends; `acquire` waits for its replacement. */
@@ -87,9 +89,16 @@ export class InferenceEngine<C extends EngineClient = EngineClient> {
     this.#notify = notify;
   }
 
-  /** True while a loaded client is alive (what `/readyz` reports). */
+  /**
+   * What `/readyz` reports: a client has loaded and the engine can serve — its client is alive, or
+   * its replacement after a crash or a recycle is starting (jobs wait for it, as for a busy slot:
+   * a load balancer need not take the instance out for those seconds). False before the first
+   * load, after a failed start (until one succeeds) and once closed.
+   */
   get ready(): boolean {
-    return !this.#closed && this.#current !== undefined && this.#current.alive;
+    if (this.#closed || this.#loads === 0 || this.#failed) return false;
+    return this.#current?.alive === true || this.#starting !== undefined ||
+      this.#retiring !== undefined;
   }
 
   /** The live client, if any (no start). */
@@ -170,9 +179,11 @@ export class InferenceEngine<C extends EngineClient = EngineClient> {
     try {
       client = await this.#start();
     } catch (error) {
+      this.#failed = true;
       this.#notify({ type: "load_failed", message: messageOf(error) });
       throw error;
     }
+    this.#failed = false;
     if (this.#closed) {
       await client.close();
       throw new Error("The inference engine was closed while loading");

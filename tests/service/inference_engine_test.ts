@@ -39,6 +39,11 @@ class FakeClient implements EngineClient {
   stats() {
     return Promise.resolve({ rssBytes: this.rssBytes });
   }
+  /** Dies as a native crash would. */
+  crash() {
+    this.alive = false;
+    this.#exit({ reason: "crashed", message: "SIGSEGV" });
+  }
   close() {
     this.alive = false;
     this.closed = true;
@@ -75,6 +80,43 @@ Deno.test("InferenceEngine.use() recycles the process after a large job that gre
   });
   assert.ok(!notices.some((n) => n.type === "worker_stopped"), "a recycle is not a crash");
   await engine.close();
+});
+
+Deno.test("InferenceEngine.ready stays true while a crashed or recycled process is replaced, and turns false when the replacement cannot start", async () => {
+  const clients: FakeClient[] = [];
+  let release!: () => void;
+  let fail = false;
+  const engine = new InferenceEngine(async () => {
+    if (clients.length > 0) await new Promise<void>((resolve) => release = resolve);
+    if (fail) throw new Error("no GPU");
+    const client = new FakeClient();
+    clients.push(client);
+    return client;
+  });
+  assert.equal(engine.ready, false, "not before the first load");
+  await engine.acquire();
+  assert.equal(engine.ready, true);
+  clients[0].crash();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(engine.current, undefined, "the crashed client is gone");
+  assert.equal(engine.ready, true, "its replacement is starting: still ready");
+  release();
+  await engine.acquire();
+  assert.equal(clients.length, 2);
+  assert.equal(engine.ready, true);
+  fail = true;
+  clients[1].crash();
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  release();
+  await assert.rejects(engine.acquire(), /no GPU/);
+  assert.equal(engine.ready, false, "a replacement that cannot start is not ready");
+  fail = false;
+  const next = engine.acquire();
+  release();
+  await next;
+  assert.equal(engine.ready, true, "ready again once one starts");
+  await engine.close();
+  assert.equal(engine.ready, false, "not once closed");
 });
 
 Deno.test("InferenceEngine.use() keeps the process after a small job, a large one that did not grow it, or growth under 64 MiB", async () => {
