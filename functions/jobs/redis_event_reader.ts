@@ -28,6 +28,7 @@
 import { StoreUnavailableError } from "./job_queue.ts";
 import { compareStreamIds, type StreamEntry, type StreamReply } from "./redis_codec.ts";
 import { ABORTED, type RedisConnection } from "./redis_connection.ts";
+import { abortableSleep } from "./_abortable_sleep.ts";
 
 /** Options of {@linkcode RedisEventReader}. */
 export interface RedisEventReaderOptions {
@@ -228,7 +229,7 @@ export class RedisEventReader {
           for (const waiter of [...watched.waiters]) waiter.fail(error);
         }
         failures++;
-        await pause(Math.min(50 * 2 ** failures, MAX_RETRY_MS), stop);
+        await abortableSleep(Math.min(50 * 2 ** failures, MAX_RETRY_MS), stop);
         continue;
       }
       this.#reading = undefined;
@@ -268,16 +269,4 @@ function advance(watched: Watched, id: string): void {
   for (const waiter of [...watched.waiters]) {
     if (compareStreamIds(waiter.after, id) < 0) waiter.settle("behind");
   }
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

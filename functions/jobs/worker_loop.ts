@@ -59,6 +59,7 @@ import {
   type JobStatus,
   StoreUnavailableError,
 } from "./job_queue.ts";
+import { abortableSleep } from "./_abortable_sleep.ts";
 
 /** How a job ended. */
 export type JobOutcome = Extract<JobStatus, "done" | "error" | "cancelled">;
@@ -185,7 +186,7 @@ export class WorkerLoop {
           worker,
           error: errorMessage(error),
         });
-        await sleep(1000, signal);
+        await abortableSleep(1000, signal);
         continue;
       }
       if (!job) break;
@@ -460,7 +461,7 @@ export class WorkerLoop {
             },
           );
         }
-        await sleep(
+        await abortableSleep(
           Math.min(STORE_RETRY_FIRST_MS * 2 ** (attempt - 1), STORE_RETRY_MAX_MS),
           this.#abandon.signal,
         );
@@ -608,16 +609,4 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
