@@ -17,6 +17,16 @@ const PERMISSIONS = [
   "--allow-run",
 ];
 
+/** What a test needs to run {@linkcode MainProcess} and talk to it on loopback. */
+export const MAIN_PROCESS_TEST_PERMISSIONS: Deno.PermissionOptions = {
+  read: true,
+  write: true,
+  net: ["127.0.0.1"],
+  env: true,
+  run: true,
+  sys: ["homedir", "osRelease", "uid", "gid"],
+};
+
 /** `main.ts` in a subprocess on a free loopback port (PORT=0), CPU provider unless overridden. */
 export class MainProcess implements AsyncDisposable {
   readonly process: Deno.ChildProcess;

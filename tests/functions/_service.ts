@@ -5,6 +5,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import type { Hono } from "hono";
 import { createApp } from "../../functions/app.ts";
 import type { JobAdmission } from "../../functions/job_admission.ts";
@@ -185,6 +186,20 @@ export function upload(
   }
   for (const [name, value] of Object.entries(fields)) form.append(name, value);
   return form;
+}
+
+/**
+ * POSTs the fixture image with `fields` to a running service at `url` (`http://host:port`) and
+ * returns the new generation's id, failing the test with the answer's body unless it is 202.
+ */
+export async function postGeneration(url: string, fields: Record<string, string>): Promise<string> {
+  const response = await fetch(`${url}/v1/generations`, {
+    method: "POST",
+    body: upload(await inputPng(), fields),
+  });
+  const body = await response.json();
+  assert.equal(response.status, 202, JSON.stringify(body));
+  return body.id;
 }
 
 /** Small, fast request fields for the demo model. */

@@ -18,7 +18,7 @@ import { createClient } from "redis";
 import { RedisServer, redisServerMissing } from "./_redis_server.ts";
 import { type SseEvent, SseReader } from "./_sse_client.ts";
 import { MainProcess as Service } from "./_main_process.ts";
-import { fakeRunner, inputPng, upload, waitFor } from "./_service.ts";
+import { fakeRunner, inputPng, postGeneration, upload, waitFor } from "./_service.ts";
 import { MemoryJobQueue } from "../../functions/jobs/memory_job_queue.ts";
 import { WorkerLoop } from "../../functions/jobs/worker_loop.ts";
 
@@ -45,15 +45,6 @@ async function waitReady(url: string, want = 200, timeoutMs = LONG_MS): Promise<
 }
 
 /** Posts a job (202) and returns its id. */
-async function post(url: string, fields: Record<string, string>): Promise<string> {
-  const response = await fetch(`${url}/v1/generations`, {
-    method: "POST",
-    body: upload(await inputPng(), fields),
-  });
-  const body = await response.json();
-  assert.equal(response.status, 202, JSON.stringify(body));
-  return body.id;
-}
 
 async function statusJson(url: string, id: string): Promise<Record<string, unknown>> {
   const response = await fetch(`${url}/v1/generations/${id}`);
@@ -141,7 +132,9 @@ Deno.test({
 
       // Four jobs posted to one API instance; cluster-wide positions in their `queued` events.
       const ids: string[] = [];
-      for (let i = 0; i < 4; i++) ids.push(await post(a1, { ...LONG, seed: String(i + 1) }));
+      for (let i = 0; i < 4; i++) {
+        ids.push(await postGeneration(a1, { ...LONG, seed: String(i + 1) }));
+      }
       // The other jobs' streams, read to their end on the other API instance.
       const watched = ids.slice(1).map((id) => followToEnd(a2, id));
 
@@ -233,7 +226,7 @@ Deno.test({
       // Redis returns (empty): the service recovers by itself and runs a job end to end.
       await redis.restart();
       await Promise.all([a1, a2, survivor === worker1 ? w1 : w2].map((u) => waitReady(u)));
-      const after = await post(a2, { ...LONG, steps: "3" });
+      const after = await postGeneration(a2, { ...LONG, steps: "3" });
       const events = await new SseReader(await fetch(`${a1}/v1/generations/${after}/events`))
         .rest();
       assert.equal(events.at(-1)?.event, "done", JSON.stringify(events.at(-1)));
@@ -256,7 +249,7 @@ Deno.test({
     await using worker1 = new Service({ ...common, ROLE: "worker", DRAIN_SECONDS: "2" });
     const [a, w1] = await Promise.all([api.url(), worker1.url()]);
     await Promise.all([waitReady(a), waitReady(w1)]);
-    const id = await post(a, { ...LONG, steps: "200" });
+    const id = await postGeneration(a, { ...LONG, steps: "200" });
     const sse = new SseReader(await fetch(`${a}/v1/generations/${id}/events`));
     await sse.until((e) => e.event === "step");
     worker1.process.kill("SIGTERM");

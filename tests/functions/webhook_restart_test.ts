@@ -12,29 +12,10 @@
  */
 
 import assert from "node:assert/strict";
-import { MainProcess } from "./_main_process.ts";
+import { MAIN_PROCESS_TEST_PERMISSIONS, MainProcess } from "./_main_process.ts";
 import { RedisServer, redisServerMissing } from "./_redis_server.ts";
-import { inputPng, SMALL, upload, waitFor } from "./_service.ts";
+import { postGeneration, SMALL, waitFor } from "./_service.ts";
 import { randomSecret, type ReceivedDelivery, WebhookReceiver } from "./_webhook_receiver.ts";
-
-const PERMISSIONS: Deno.PermissionOptions = {
-  read: true,
-  write: true,
-  net: ["127.0.0.1"],
-  env: true,
-  run: true,
-  sys: ["homedir", "osRelease", "uid", "gid"],
-};
-
-async function post(url: string, fields: Record<string, string>): Promise<string> {
-  const response = await fetch(`${url}/v1/generations`, {
-    method: "POST",
-    body: upload(await inputPng(), { ...SMALL, ...fields }),
-  });
-  const body = await response.json();
-  assert.equal(response.status, 202, JSON.stringify(body));
-  return body.id;
-}
 
 async function status(url: string, id: string): Promise<Record<string, unknown>> {
   return await (await fetch(`${url}/v1/generations/${id}`)).json();
@@ -57,7 +38,7 @@ async function nothingMoreWithin(receiver: WebhookReceiver, ms: number): Promise
 Deno.test({
   name: "embedded queue: a delivery waiting for its retry when the process is killed is sent " +
     "once by the next process on the spool",
-  permissions: PERMISSIONS,
+  permissions: MAIN_PROCESS_TEST_PERMISSIONS,
   async fn() {
     const secret = randomSecret();
     await using receiver = WebhookReceiver.start({ secret });
@@ -71,7 +52,7 @@ Deno.test({
       await using first = new MainProcess(env);
       const firstUrl = await first.url();
       await first.line("ready");
-      const id = await post(firstUrl, { webhook: receiver.url() });
+      const id = await postGeneration(firstUrl, { ...SMALL, webhook: receiver.url() });
       const [failed] = await receiver.received(1);
       assert.equal(failed.status, 500);
       // Its retry is due ~2 s after this attempt: the attempt is on file by then.
@@ -111,7 +92,7 @@ Deno.test({
   name: "Redis: a delivery waiting for its retry when its instance is killed is sent once by " +
     "another; with two instances every event is delivered once",
   ignore: redisServerMissing !== undefined,
-  permissions: PERMISSIONS,
+  permissions: MAIN_PROCESS_TEST_PERMISSIONS,
   async fn() {
     await using redis = await RedisServer.start();
     const secret = randomSecret();
@@ -129,7 +110,7 @@ Deno.test({
     await using first = new MainProcess(env);
     const firstUrl = await first.url();
     await first.line("ready");
-    const id = await post(firstUrl, { webhook: receiver.url("/retry") });
+    const id = await postGeneration(firstUrl, { ...SMALL, webhook: receiver.url("/retry") });
     await receiver.received(1);
     await waitFor(async () => {
       const deliveries = (await status(firstUrl, id)).webhook_deliveries as
@@ -162,7 +143,8 @@ Deno.test({
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) {
       ids.push(
-        await post(i % 2 === 0 ? secondUrl : await third.url(), {
+        await postGeneration(i % 2 === 0 ? secondUrl : await third.url(), {
+          ...SMALL,
           webhook: receiver.url("/once"),
           webhook_events: "started,done",
         }),

@@ -8,37 +8,41 @@
  */
 
 import assert from "node:assert/strict";
-import { MainProcess } from "./_main_process.ts";
-import { inputPng, SMALL, upload, waitFor } from "./_service.ts";
+import { MAIN_PROCESS_TEST_PERMISSIONS, MainProcess } from "./_main_process.ts";
+import { postGeneration, SMALL, waitFor } from "./_service.ts";
 import { randomSecret, WebhookReceiver } from "./_webhook_receiver.ts";
-
-const PERMISSIONS: Deno.PermissionOptions = {
-  read: true,
-  write: true,
-  net: ["127.0.0.1"],
-  env: true,
-  run: true,
-  sys: ["homedir", "osRelease", "uid", "gid"],
-};
-
-async function post(url: string, fields: Record<string, string>): Promise<string> {
-  const response = await fetch(`${url}/v1/generations`, {
-    method: "POST",
-    body: upload(await inputPng(), { ...SMALL, ...fields }),
-  });
-  const body = await response.json();
-  assert.equal(response.status, 202, JSON.stringify(body));
-  return body.id;
-}
 
 async function statusOf(url: string, id: string): Promise<string> {
   return (await (await fetch(`${url}/v1/generations/${id}`)).json()).status;
 }
 
+/**
+ * A job that keeps the one slot busy past the drain deadline, and a second one, still queued at
+ * SIGTERM, that asks for its `cancelled` webhook at `/cancelled`; returns once the first runs.
+ */
+async function oneRunningOneQueued(
+  url: string,
+  receiver: WebhookReceiver,
+): Promise<{ running: string; queued: string }> {
+  const running = await postGeneration(url, {
+    ...SMALL,
+    steps: "200",
+    num_frames: "16",
+    preview: "none",
+  });
+  const queued = await postGeneration(url, {
+    ...SMALL,
+    webhook: receiver.url("/cancelled"),
+    webhook_events: "cancelled",
+  });
+  await waitFor(async () => await statusOf(url, running) === "running", "the first job running");
+  return { running, queued };
+}
+
 Deno.test({
   name: "embedded queue without a spool: on SIGTERM a queued job's signed cancelled webhook is " +
     "delivered before the process exits",
-  permissions: PERMISSIONS,
+  permissions: MAIN_PROCESS_TEST_PERMISSIONS,
   async fn() {
     const secret = randomSecret();
     await using receiver = WebhookReceiver.start({ secret, answer: () => 200 });
@@ -50,13 +54,7 @@ Deno.test({
     });
     const url = await service.url();
     await service.line("ready", 120_000);
-    // The one slot is busy past the drain deadline, so the second job is still queued at SIGTERM.
-    const running = await post(url, { steps: "200", num_frames: "16", preview: "none" });
-    const queued = await post(url, {
-      webhook: receiver.url("/cancelled"),
-      webhook_events: "cancelled",
-    });
-    await waitFor(async () => await statusOf(url, running) === "running", "the first job running");
+    const { queued } = await oneRunningOneQueued(url, receiver);
     assert.equal(await statusOf(url, queued), "queued");
     assert.equal(receiver.deliveries.length, 0, "nothing sent before the shutdown");
 
@@ -91,7 +89,7 @@ Deno.test({
 Deno.test({
   name: "embedded queue with a spool: on SIGTERM a queued job's cancelled webhook is attempted, " +
     "and one that failed waits in the spool for the next process",
-  permissions: PERMISSIONS,
+  permissions: MAIN_PROCESS_TEST_PERMISSIONS,
   async fn() {
     const secret = randomSecret();
     await using receiver = WebhookReceiver.start({ secret, answer: () => 503 });
@@ -101,12 +99,7 @@ Deno.test({
       await using service = new MainProcess({ ...env, DRAIN_SECONDS: "3", SLOTS: "1" });
       const url = await service.url();
       await service.line("ready", 120_000);
-      const running = await post(url, { steps: "200", num_frames: "16", preview: "none" });
-      const queued = await post(url, {
-        webhook: receiver.url("/cancelled"),
-        webhook_events: "cancelled",
-      });
-      await waitFor(async () => await statusOf(url, running) === "running", "first job running");
+      const { queued } = await oneRunningOneQueued(url, receiver);
       service.process.kill("SIGTERM");
       const { status, stderr } = await service.ended();
       assert.equal(status.code, 0, stderr);
