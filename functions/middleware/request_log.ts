@@ -4,7 +4,8 @@
  * goes on after its line), the generation id when the request names or creates one, and for a
  * refused request the error code and message it got. 5xx are `error` lines (but 503
  * `shutting_down`, expected while draining); the probes (`/healthz`, `/readyz`, `/metrics`) are
- * `debug` lines; everything else is `info`.
+ * `debug` lines, `/readyz`'s 503 too (not ready is its answer while the model loads; a failed
+ * load has its own `error` line); everything else is `info`.
  *
  * @example
  * ```ts
@@ -54,6 +55,7 @@ export function requestLog(log: Log): MiddlewareHandler {
       generation && !path.includes(generation) ? ` ${generation}` : ""
     }${error ? `: ${errorMessage(error)}` : ""}`;
     if (code === "shutting_down") log.info(message, fields); // expected while draining
+    else if (path === "/readyz") log.debug(message, fields); // a 503 is its answer, not a fault
     else if (status >= 500) log.error(message, fields);
     else if (PROBE_PATHS.has(path)) log.debug(message, fields);
     else log.info(message, fields);

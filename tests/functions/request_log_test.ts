@@ -91,6 +91,19 @@ Deno.test("probes are logged at debug level, so LOG_LEVEL=info hides a kubelet's
   ]);
 });
 
+Deno.test("a /readyz 503 while the model loads is a debug line too, not an error", async () => {
+  await using service = await testService({
+    run: fakeRunner(),
+    startLoop: false,
+    inferenceReady: () => false,
+  });
+  const response = await service.app.request("/readyz");
+  assert.equal(response.status, 503);
+  assert.deepEqual(only(service.logs, "request").map((l) => [l.path, l.status, l.level]), [
+    ["/readyz", 503, "debug"],
+  ]);
+});
+
 Deno.test("a failed job is an error line with its code; a cancelled one says where it stopped", async () => {
   await using service = await testService({
     run: fakeRunner({ stepMs: 30, fail: () => new Error("ffmpeg ate the frames") }),
